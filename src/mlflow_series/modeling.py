@@ -1,0 +1,121 @@
+"""The two models of the case study, their metrics and feature importances.
+
+Design: both models are scikit-learn estimators wrapped in a `TransformedTargetRegressor` with
+`func=np.log, inverse_func=np.exp`. They fit on log(price), which suits a skewed target whose
+errors grow with the price, but `fit` takes and `predict` returns dollars, so the metrics, the
+plots and a served MLflow model all speak dollars and nobody has to remember to call np.exp.
+
+Both accept the feature frames of `mlflow_series.data` with the categorical columns either as
+pandas `category` (as `load_ames` gives them) or as plain strings (as a served model receives
+them), and both are deterministic: two fits on the same data predict the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import RegressorMixin
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import Ridge
+from sklearn.metrics import (
+    mean_absolute_error,
+    mean_absolute_percentage_error,
+    r2_score,
+    root_mean_squared_error,
+)
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlflow_series import config
+from mlflow_series.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+#: Defaults of the gradient-boosting model; keyword arguments of make_gradient_boosting override.
+GRADIENT_BOOSTING_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 0.1,
+    "max_iter": 200,
+    "max_leaf_nodes": 15,
+    "max_depth": None,
+    "min_samples_leaf": 20,
+    "l2_regularization": 0.0,
+}
+#: Types that skops (MLflow's default format for scikit-learn models) does not trust by default
+#: but the gradient-boosting model contains: pass them as `mlflow.sklearn.log_model(...,
+#: skops_trusted_types=SKOPS_TRUSTED_TYPES)` and to `mlflow.sklearn.load_model`.
+SKOPS_TRUSTED_TYPES = [
+    "functools.partial",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils.validation.check_array",
+]
+
+
+def _on_log_scale(regressor: RegressorMixin) -> TransformedTargetRegressor:
+    """Wrap a regressor so it fits on log(price) but takes and predicts dollars."""
+    return TransformedTargetRegressor(regressor=regressor, func=np.log, inverse_func=np.exp)
+
+
+def make_linear_baseline(
+    alpha: float = 1.0,
+    *,
+    numeric: Sequence[str] = NUMERIC_FEATURES,
+    categorical: Sequence[str] = CATEGORICAL_FEATURES,
+) -> TransformedTargetRegressor:
+    """Ridge regression on scaled numeric and one-hot categorical features, fit on log(price)."""
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    prepare = ColumnTransformer(
+        [
+            ("numeric", StandardScaler(), list(numeric)),
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), list(categorical)),
+        ]
+    )
+    return _on_log_scale(Pipeline([("prepare", prepare), ("ridge", Ridge(alpha=alpha))]))
+
+
+def make_gradient_boosting(**params: Any) -> TransformedTargetRegressor:
+    """HistGradientBoosting with native categorical splits, fit on log(price); params override."""
+    unknown = sorted(set(params) - set(HistGradientBoostingRegressor().get_params()))
+    if unknown:
+        raise TypeError(f"unknown HistGradientBoostingRegressor parameters: {unknown}")
+    settings = {
+        **GRADIENT_BOOSTING_DEFAULTS,
+        "categorical_features": "from_dtype",
+        "early_stopping": False,  # no random validation split: the same fit every time
+        "random_state": config.SEED,
+        **params,
+    }
+    return _on_log_scale(HistGradientBoostingRegressor(**settings))
+
+
+def evaluate(model: RegressorMixin, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+    """RMSE and MAE in whole dollars, R2 and MAPE (a fraction) to 4 digits, of model on X, y."""
+    if len(X) != len(y) or len(y) == 0:
+        raise ValueError(f"X and y must be non-empty and of equal length, got {len(X)}, {len(y)}")
+    predicted = model.predict(X)
+    return {
+        "rmse": round(float(root_mean_squared_error(y, predicted))),
+        "mae": round(float(mean_absolute_error(y, predicted))),
+        "r2": round(float(r2_score(y, predicted)), 4),
+        "mape": round(float(mean_absolute_percentage_error(y, predicted)), 4),
+    }
+
+
+def feature_importance(
+    model: RegressorMixin, X: pd.DataFrame, y: pd.Series, n_repeats: int = 5
+) -> pd.Series:
+    """Permutation importance: how many dollars of RMSE each feature's shuffling adds, sorted."""
+    result = permutation_importance(
+        model,
+        X,
+        y,
+        scoring="neg_root_mean_squared_error",
+        n_repeats=n_repeats,
+        random_state=config.SEED,
+        n_jobs=1,
+    )
+    importances = pd.Series(result.importances_mean, index=X.columns, name="RMSE increase ($)")
+    return importances.round(0).sort_values(ascending=False, kind="stable")

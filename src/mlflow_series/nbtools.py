@@ -1,0 +1,149 @@
+"""Keep the committed notebooks honest: execute them, normalise their metadata, check them.
+
+``python -m mlflow_series.nbtools run [NOTEBOOK ...]``  execute in place (Restart & Run All),
+                                                        record cell timings, then clean
+``python -m mlflow_series.nbtools clean [NOTEBOOK ...]``  normalise metadata, keep outputs
+``python -m mlflow_series.nbtools check [NOTEBOOK ...]``  list what would fail the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from mlflow_series import config
+
+NOTEBOOK_DIR = config.REPO_ROOT / "notebooks"
+TIMINGS_FILE = NOTEBOOK_DIR / "timings.json"
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+#: Cell metadata worth keeping: nbval/slide tags, collapsed solutions, slide types.
+KEEP_CELL_METADATA = ("tags", "jupyter", "slideshow")
+MACHINE_PATH = re.compile(r"(/root/|/home/\w+/|/Users/\w+/|/work/|/tmp/|/private/var/|[A-Z]:\\\\Users)")
+WARNING_TEXT = re.compile(r"(\w*Warning\b|Traceback \(most recent call last\))")
+IGNORE_MARKER = "# NBVAL_IGNORE_OUTPUT"
+
+
+def notebooks(paths: list[str] | None = None) -> list[Path]:
+    """The notebooks named, or every numbered notebook of the series."""
+    if paths:
+        return [Path(p) for p in paths]
+    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def clean(nb: Any) -> Any:
+    """Drop execution noise (metadata, not outputs) so diffs show only what a reader sees."""
+    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
+    for cell in nb.cells:
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in KEEP_CELL_METADATA}
+        if cell.cell_type == "code":
+            for output in cell.outputs:
+                output.get("metadata", {}).pop("execution", None)
+    return nb
+
+
+def dumps(nb: Any) -> str:
+    """The canonical text of a notebook."""
+    return nbformat.writes(nb) + "\n"
+
+
+def problems(path: Path) -> list[str]:
+    """Everything in a committed notebook that strict tests and readers would trip on."""
+    text = path.read_text()
+    nb = nbformat.reads(text, as_version=4)
+    found = []
+    if dumps(clean(nbformat.reads(text, as_version=4))) != text:
+        found.append("not clean: run `make notebooks` (or python -m mlflow_series.nbtools clean)")
+    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    counts = [c.execution_count for c in code]
+    if any(n is None for n in counts):
+        found.append("cells without outputs: run `make notebooks`")
+    elif counts != list(range(1, len(code) + 1)):
+        found.append("cells executed out of order: run `make notebooks` (Restart & Run All)")
+    for index, cell in enumerate(code, start=1):
+        where = f"code cell {index}"
+        lines = cell.source.splitlines()
+        if IGNORE_MARKER in lines:
+            after = lines[lines.index(IGNORE_MARKER) + 1 :]
+            if not after or not after[0].startswith("#"):
+                found.append(f"{where}: {IGNORE_MARKER} needs a comment line saying why, right after it")
+        for output in cell.outputs:
+            data = {k: v for k, v in output.get("data", {}).items() if not k.startswith("image/")}
+            body = output.get("text", "") + json.dumps(data)
+            if output.output_type == "error":
+                found.append(f"{where}: an error output ({output.ename})")
+            if output.get("name") == "stderr" and WARNING_TEXT.search(body):
+                found.append(f"{where}: a warning or traceback: {body.strip()[:120]}")
+            if match := MACHINE_PATH.search(body):
+                found.append(f"{where}: a machine's absolute path in an output ({match.group(0)})")
+    return found
+
+
+def _cell_seconds(cell: Any) -> float | None:
+    """Execution time of one executed cell, from the timing metadata nbclient records."""
+    timing = cell.metadata.get("execution", {})
+    start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+    if not (start and end):
+        return None
+    parse = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(end) - parse(start)).total_seconds()
+
+
+def run(path: Path, timeout: int = 300) -> dict[str, Any]:
+    """Execute a notebook from a fresh kernel in its folder, save it clean; returns its timings."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    started = time.monotonic()
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    client.execute()
+    cells = [_cell_seconds(c) for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    timings = {
+        "total_s": round(time.monotonic() - started, 1),
+        "cells_s": [round(s, 2) if s is not None else None for s in cells],
+    }
+    path.write_text(dumps(clean(nb)))
+    return timings
+
+
+def save_timings(new: dict[str, dict[str, Any]]) -> None:
+    """Merge fresh timings into notebooks/timings.json."""
+    data = json.loads(TIMINGS_FILE.read_text()) if TIMINGS_FILE.exists() else {}
+    data.update(new)
+    TIMINGS_FILE.write_text(json.dumps(dict(sorted(data.items())), indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m mlflow_series.nbtools", description=__doc__)
+    parser.add_argument("action", choices=["run", "clean", "check"])
+    parser.add_argument("paths", nargs="*", help="notebooks (default: every notebook of the series)")
+    args = parser.parse_args(argv)
+    status = 0
+    for path in notebooks(args.paths):
+        if args.action == "run":
+            timings = run(path)
+            save_timings({path.name: timings})
+            slowest = max((s for s in timings["cells_s"] if s is not None), default=0)
+            print(f"{path.name}: {timings['total_s']} s, slowest cell {slowest} s")
+        elif args.action == "clean":
+            nb = nbformat.read(path, as_version=4)
+            path.write_text(dumps(clean(nb)))
+        else:
+            for problem in problems(path):
+                print(f"{path.name}: {problem}")
+                status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The committed notebooks are clean, executed in order, free of errors, warnings and machine paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mlflow_series import nbtools
+
+NOTEBOOKS = nbtools.notebooks()
+
+
+def test_the_series_has_notebooks():
+    assert NOTEBOOKS, "no notebooks/NN_name.ipynb found"
+    for path in NOTEBOOKS:
+        assert path.stem[:2].isdigit() and path.stem[2] == "_" and path.stem == path.stem.lower()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_committed_notebook_has_no_problems(path: Path):
+    assert nbtools.problems(path) == []
+
+
+def _notebook(tmp_path: Path, cells: list, metadata: dict | None = None) -> Path:
+    nb = nbformat.v4.new_notebook(cells=cells, metadata=metadata or {})
+    path = tmp_path / "01_example.ipynb"
+    path.write_text(nbtools.dumps(nbtools.clean(nb)))
+    return path
+
+
+def _code(source: str, count: int | None, outputs: list | None = None):
+    cell = nbformat.v4.new_code_cell(source, execution_count=count, outputs=outputs or [])
+    return cell
+
+
+def test_a_clean_executed_notebook_passes(tmp_path):
+    out = nbformat.v4.new_output("stream", name="stdout", text="hello\n")
+    path = _notebook(tmp_path, [_code("print('hello')", 1, [out]), _code("1 + 1", 2)])
+    assert nbtools.problems(path) == []
+
+
+def test_metadata_noise_makes_a_notebook_unclean_and_clean_fixes_it(tmp_path):
+    path = _notebook(tmp_path, [_code("x = 1", 1)])
+    nb = json.loads(path.read_text())
+    nb["metadata"]["language_info"]["version"] = "3.11.7"
+    nb["cells"][0]["metadata"]["execution"] = {"iopub.execute_input": "2026-01-01T00:00:00Z"}
+    path.write_text(json.dumps(nb))
+    assert any("not clean" in p for p in nbtools.problems(path))
+    assert nbtools.main(["clean", str(path)]) == 0
+    assert nbtools.problems(path) == []
+    cleaned = json.loads(path.read_text())
+    assert "version" not in cleaned["metadata"]["language_info"]
+    assert cleaned["cells"][0]["metadata"] == {}
+
+
+def test_tags_survive_cleaning(tmp_path):
+    cell = _code("x = 1", 1)
+    cell.metadata = {"tags": ["solution"], "jupyter": {"source_hidden": True}, "collapsed": True}
+    nb = nbtools.clean(nbformat.v4.new_notebook(cells=[cell]))
+    assert nb.cells[0].metadata == {"tags": ["solution"], "jupyter": {"source_hidden": True}}
+
+
+@pytest.mark.parametrize(
+    ("cells", "expected"),
+    [
+        ([_code("x = 1", None)], "cells without outputs"),
+        ([_code("x = 1", 2), _code("y = 2", 1)], "out of order"),
+        (
+            [
+                _code(
+                    "1 / 0",
+                    1,
+                    [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="", traceback=[])],
+                )
+            ],
+            "an error output (ZeroDivisionError)",
+        ),
+        (
+            [
+                _code(
+                    "import warnings",
+                    1,
+                    [nbformat.v4.new_output("stream", name="stderr", text="FutureWarning: soon\n")],
+                )
+            ],
+            "a warning or traceback",
+        ),
+        (
+            [
+                _code(
+                    "print(path)",
+                    1,
+                    [nbformat.v4.new_output("stream", name="stdout", text="/home/alice/x.csv\n")],
+                )
+            ],
+            "absolute path",
+        ),
+        ([_code("# NBVAL_IGNORE_OUTPUT\nprint(1)", 1)], "needs a comment line saying why"),
+    ],
+    ids=["unexecuted", "out-of-order", "error", "warning", "machine-path", "ignore-without-reason"],
+)
+def test_problems_are_found(tmp_path, cells, expected):
+    path = _notebook(tmp_path, cells)
+    found = nbtools.problems(path)
+    assert any(expected in p for p in found), found
+
+
+def test_ignore_marker_with_a_reason_is_fine(tmp_path):
+    source = "# NBVAL_IGNORE_OUTPUT\n# timings differ on every machine\nprint(1)"
+    path = _notebook(tmp_path, [_code(source, 1)])
+    assert nbtools.problems(path) == []
+
+
+def test_check_command_reports_and_fails(tmp_path, capsys):
+    path = _notebook(tmp_path, [_code("x = 1", None)])
+    assert nbtools.main(["check", str(path)]) == 1
+    assert "cells without outputs" in capsys.readouterr().out
