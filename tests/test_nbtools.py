@@ -1,4 +1,4 @@
-"""The committed notebooks are clean, executed in order, free of errors, warnings and machine paths."""
+"""The committed notebooks are clean, executed in order, without errors, warnings or paths."""
 
 from __future__ import annotations
 
@@ -73,7 +73,11 @@ def test_tags_survive_cleaning(tmp_path):
                 _code(
                     "1 / 0",
                     1,
-                    [nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="", traceback=[])],
+                    [
+                        nbformat.v4.new_output(
+                            "error", ename="ZeroDivisionError", evalue="", traceback=[]
+                        )
+                    ],
                 )
             ],
             "an error output (ZeroDivisionError)",

@@ -93,8 +93,8 @@ def apply_quiet_env() -> None:
     stray = os.environ.get("MLFLOW_TRACKING_URI")
     if stray and stray != remote_tracking_uri():
         warnings.warn(
-            f"MLFLOW_TRACKING_URI={stray} is set in your environment; the series ignores it so that "
-            f"tutorial runs do not land on that server. To use it on purpose, set "
+            f"MLFLOW_TRACKING_URI={stray} is set in your environment; the series ignores it so "
+            f"that tutorial runs do not land on that server. To use it on purpose, set "
             f"{REMOTE_URI_VAR}={stray}.",
             stacklevel=2,
         )

@@ -10,6 +10,12 @@ The data (data/ames.csv.gz, built by `make data`; see data/README.md) holds 2,93
   the monitoring and drift notebooks (`new_data`);
 - the target `Sale_Price` stays in dollars here: the models fit on log(price) themselves and
   predict dollars (see `mlflow_series.modeling`).
+
+`load_ames` gives text columns as pandas `category` (handy to explore); the X frames of
+`split_data` and `new_data` are "model-ready": numeric features float64 and categorical ones
+plain strings. MLflow needs that: its signature inference and schema enforcement reject the
+`category` dtype ("Can not safely convert category to <U0"), and it warns about integer columns,
+which cannot hold a missing value at serving time.
 """
 
 from __future__ import annotations
@@ -151,11 +157,17 @@ def remove_outliers(df: pd.DataFrame, max_living_area: int = MAX_LIVING_AREA) ->
     return df[df["Gr_Liv_Area"] <= max_living_area]
 
 
+def model_ready(X: pd.DataFrame) -> pd.DataFrame:
+    """X with numeric columns as float64 and the others as plain strings, as MLflow wants them."""
+    numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
+    return X.astype({c: ("float64" if c in numeric else "str") for c in X.columns})
+
+
 def _x_y(df: pd.DataFrame, features: Sequence[str] | None) -> tuple[pd.DataFrame, pd.Series]:
-    """The feature columns and the target of a frame."""
+    """The model-ready feature columns and the target (dollars) of a frame."""
     columns = list(FEATURES if features is None else features)
     _require(df, [*columns, TARGET])
-    return df[columns].copy(), df[TARGET].copy()
+    return model_ready(df[columns]), df[TARGET].copy()
 
 
 def split_data(

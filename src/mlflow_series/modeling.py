@@ -30,6 +30,7 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from threadpoolctl import threadpool_limits
 
 from mlflow_series import config
 from mlflow_series.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
@@ -43,6 +44,12 @@ GRADIENT_BOOSTING_DEFAULTS: dict[str, Any] = {
     "min_samples_leaf": 20,
     "l2_regularization": 0.0,
 }
+#: OpenMP threads for the gradient boosting, set for the whole process when this module loads.
+#: On a 2-core machine with a tracking server busy beside it, two spinning OpenMP threads made a
+#: 0.15 s fit take up to 6 s; one thread is as fast when the machine is idle, and steady under load.
+OPENMP_THREADS = 1
+threadpool_limits(limits=OPENMP_THREADS, user_api="openmp")
+
 #: Types that skops (MLflow's default format for scikit-learn models) does not trust by default
 #: but the gradient-boosting model contains: pass them as `mlflow.sklearn.log_model(...,
 #: skops_trusted_types=SKOPS_TRUSTED_TYPES)` and to `mlflow.sklearn.load_model`.
@@ -76,14 +83,17 @@ def make_linear_baseline(
     return _on_log_scale(Pipeline([("prepare", prepare), ("ridge", Ridge(alpha=alpha))]))
 
 
-def make_gradient_boosting(**params: Any) -> TransformedTargetRegressor:
+def make_gradient_boosting(
+    *, categorical: Sequence[str] = CATEGORICAL_FEATURES, **params: Any
+) -> TransformedTargetRegressor:
     """HistGradientBoosting with native categorical splits, fit on log(price); params override."""
     unknown = sorted(set(params) - set(HistGradientBoostingRegressor().get_params()))
     if unknown:
         raise TypeError(f"unknown HistGradientBoostingRegressor parameters: {unknown}")
     settings = {
         **GRADIENT_BOOSTING_DEFAULTS,
-        "categorical_features": "from_dtype",
+        # by name, not "from_dtype": works for string columns (what a served model receives)
+        "categorical_features": list(categorical),
         "early_stopping": False,  # no random validation split: the same fit every time
         "random_state": config.SEED,
         **params,

@@ -26,7 +26,9 @@ TIMINGS_FILE = NOTEBOOK_DIR / "timings.json"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 #: Cell metadata worth keeping: nbval/slide tags, collapsed solutions, slide types.
 KEEP_CELL_METADATA = ("tags", "jupyter", "slideshow")
-MACHINE_PATH = re.compile(r"(/root/|/home/\w+/|/Users/\w+/|/work/|/tmp/|/private/var/|[A-Z]:\\\\Users)")
+MACHINE_PATH = re.compile(
+    r"(/root/|/home/\w+/|/Users/\w+/|/work/|/tmp/|/private/var/|[A-Z]:\\\\Users)"
+)
 WARNING_TEXT = re.compile(r"(\w*Warning\b|Traceback \(most recent call last\))")
 IGNORE_MARKER = "# NBVAL_IGNORE_OUTPUT"
 
@@ -73,7 +75,9 @@ def problems(path: Path) -> list[str]:
         if IGNORE_MARKER in lines:
             after = lines[lines.index(IGNORE_MARKER) + 1 :]
             if not after or not after[0].startswith("#"):
-                found.append(f"{where}: {IGNORE_MARKER} needs a comment line saying why, right after it")
+                found.append(
+                    f"{where}: {IGNORE_MARKER} needs a comment line saying why, right after it"
+                )
         for output in cell.outputs:
             data = {k: v for k, v in output.get("data", {}).items() if not k.startswith("image/")}
             body = output.get("text", "") + json.dumps(data)
@@ -103,7 +107,10 @@ def run(path: Path, timeout: int = 300) -> dict[str, Any]:
     nb = nbformat.read(path, as_version=4)
     started = time.monotonic()
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()
     cells = [_cell_seconds(c) for c in nb.cells if c.cell_type == "code" and c.source.strip()]
@@ -126,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(prog="python -m mlflow_series.nbtools", description=__doc__)
     parser.add_argument("action", choices=["run", "clean", "check"])
-    parser.add_argument("paths", nargs="*", help="notebooks (default: every notebook of the series)")
+    parser.add_argument(
+        "paths", nargs="*", help="notebooks (default: every notebook of the series)"
+    )
     args = parser.parse_args(argv)
     status = 0
     for path in notebooks(args.paths):

@@ -1,0 +1,212 @@
+"""The figures of the case study: predictions, residuals, importances and comparisons of runs.
+
+Every function returns a `matplotlib.figure.Figure` built without pyplot, so no figure is left
+open in pyplot's registry and nothing needs closing: log it with `mlflow.log_figure(fig,
+"name.png")`, save it with `fig.savefig(...)`, or show it in Jupyter as a cell's last expression
+(without a trailing `;`, which hides it). Dollar axes are labelled $250k.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+from numpy.typing import ArrayLike
+
+FIGSIZE = (6.0, 4.0)
+#: Metric names (or their endings, as in "val_rmse") measured in dollars.
+DOLLAR_METRICS = ("rmse", "mae")
+POINT_STYLE = {"s": 12, "alpha": 0.5, "edgecolors": "none"}
+
+
+def _dollars(value: float, _position: int | None = None) -> str:
+    """Format a tick in dollars: $250k or $2.5k from a thousand on, $800 below."""
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value < 1000:
+        return f"{sign}${value:,.0f}"
+    thousands = f"{value / 1000:,.1f}".removesuffix(".0")
+    return f"{sign}${thousands}k"
+
+
+DOLLAR_FORMAT = FuncFormatter(_dollars)
+
+
+def _enable_notebook_display() -> None:
+    """In Jupyter, show a returned Figure as a PNG, as pyplot's inline backend would."""
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:  # no IPython: nothing to display to
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    formatters = shell.display_formatter.formatters
+    if any(Figure in formatter.type_printers for formatter in formatters.values()):
+        return  # a format is already chosen (e.g. by %matplotlib inline): keep it
+    png = functools.partial(print_figure, fmt="png", base64=True)
+    formatters["image/png"].for_type(Figure, png)
+
+
+def _figure(
+    ncols: int = 1, figsize: tuple[float, float] = FIGSIZE, sharey: bool = False
+) -> tuple[Figure, list[Axes]]:
+    """A pyplot-free figure with ncols axes in a row, laid out without overlaps."""
+    _enable_notebook_display()
+    figure = Figure(figsize=figsize, layout="constrained")
+    axes = figure.subplots(1, ncols, squeeze=False, sharey=sharey)[0]
+    return figure, list(axes)
+
+
+def _aligned(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Both series as float arrays, checked to be non-empty and of equal length."""
+    actual, predicted = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    if actual.shape != predicted.shape or actual.size == 0:
+        raise ValueError(
+            f"y_true and y_pred: need equal, non-zero lengths, got {actual.shape}, "
+            f"{predicted.shape}"
+        )
+    return actual, predicted
+
+
+def price_overview(df: pd.DataFrame) -> Figure:
+    """Two panels: the distribution of sale prices, and price against living area."""
+    for column in ("Sale_Price", "Gr_Liv_Area"):
+        if column not in df.columns:
+            raise ValueError(f"price_overview needs a {column!r} column (use data.load_ames())")
+    figure, (hist, scatter) = _figure(ncols=2, figsize=(10.0, 3.8))
+    hist.hist(df["Sale_Price"], bins=50)
+    hist.set(xlabel="Sale price", ylabel="Houses", title="Sale prices")
+    hist.xaxis.set_major_formatter(DOLLAR_FORMAT)
+    scatter.scatter(df["Gr_Liv_Area"], df["Sale_Price"], **POINT_STYLE)
+    scatter.set(xlabel="Living area above ground (sq ft)", ylabel="Sale price")
+    scatter.set_title("Bigger houses sell for more")
+    scatter.yaxis.set_major_formatter(DOLLAR_FORMAT)
+    return figure
+
+
+def predicted_vs_actual(
+    y_true: ArrayLike, y_pred: ArrayLike, title: str = "Predicted vs actual price"
+) -> Figure:
+    """Scatter of predicted against actual sale prices, with the line of perfect predictions."""
+    actual, predicted = _aligned(y_true, y_pred)
+    figure, (ax,) = _figure()
+    ax.scatter(actual, predicted, **POINT_STYLE)
+    low, high = min(actual.min(), predicted.min()), max(actual.max(), predicted.max())
+    ax.plot([low, high], [low, high], color="black", linewidth=1, label="perfect prediction")
+    ax.set(xlabel="Actual sale price", ylabel="Predicted sale price", title=title)
+    ax.xaxis.set_major_formatter(DOLLAR_FORMAT)
+    ax.yaxis.set_major_formatter(DOLLAR_FORMAT)
+    ax.legend(loc="upper left")
+    return figure
+
+
+def residuals(y_true: ArrayLike, y_pred: ArrayLike, title: str = "Residuals") -> Figure:
+    """Scatter of residuals (actual - predicted) against predicted prices, around zero."""
+    actual, predicted = _aligned(y_true, y_pred)
+    figure, (ax,) = _figure()
+    ax.scatter(predicted, actual - predicted, **POINT_STYLE)
+    ax.axhline(0, color="black", linewidth=1)
+    ax.set(xlabel="Predicted sale price", ylabel="Actual - predicted", title=title)
+    ax.xaxis.set_major_formatter(DOLLAR_FORMAT)
+    ax.yaxis.set_major_formatter(DOLLAR_FORMAT)
+    return figure
+
+
+def feature_importance(importances: pd.Series, top: int = 10, dollars: bool = True) -> Figure:
+    """Horizontal bars of the top features, the most important on top."""
+    if importances.empty or top < 1:
+        raise ValueError("need a non-empty importances Series and top >= 1")
+    shown = importances.sort_values(ascending=False).head(top).iloc[::-1]
+    figure, (ax,) = _figure()
+    ax.barh([str(name) for name in shown.index], shown.to_numpy())
+    ax.set(xlabel=str(importances.name or "importance"), title=f"Top {len(shown)} features")
+    if dollars:
+        ax.xaxis.set_major_formatter(DOLLAR_FORMAT)
+    return figure
+
+
+def _column(df: pd.DataFrame, name: str, prefixes: Sequence[str]) -> str:
+    """The column of df called name, or prefix + name (as in mlflow.search_runs' 'metrics.rmse')."""
+    for candidate in [name, *(prefix + name for prefix in prefixes)]:
+        if candidate in df.columns:
+            return candidate
+    raise ValueError(
+        f"no column {name!r} (nor with prefixes {list(prefixes)}); columns: {list(df.columns)}"
+    )
+
+
+def _is_dollars(metric: str) -> bool:
+    """Whether a metric (e.g. 'metrics.val_rmse') is in dollars."""
+    return metric.split(".")[-1].lower().endswith(DOLLAR_METRICS)
+
+
+def compare_runs(df: pd.DataFrame, metric: str, label_col: str = "tags.mlflow.runName") -> Figure:
+    """Bars of one metric per run, labelled by label_col (mlflow.search_runs' columns work)."""
+    if df.empty:
+        raise ValueError("no runs to compare: the data frame is empty")
+    metric_col = _column(df, metric, ["metrics."])
+    label = _column(df, label_col, ["tags.", "params.", "tags.mlflow."])
+    values = pd.to_numeric(df[metric_col], errors="coerce").to_numpy()
+    figure, (ax,) = _figure()
+    bars = ax.barh([str(v) for v in df[label]], values)
+    formatter = "${:,.0f}".format if _is_dollars(metric_col) else "{:.4g}".format
+    ax.bar_label(bars, labels=[formatter(v) if np.isfinite(v) else "" for v in values], padding=3)
+    ax.invert_yaxis()  # first run on top, as in the table
+    ax.set(xlabel=metric_col.removeprefix("metrics."), title="Runs compared")
+    ax.margins(x=0.15)
+    if _is_dollars(metric_col):
+        ax.xaxis.set_major_formatter(DOLLAR_FORMAT)
+    return figure
+
+
+def _level_order(level: str) -> tuple[bool, float, str]:
+    """Sort key for parameter values: numbers in numeric order first, then the rest by name."""
+    try:
+        return (False, float(level), level)
+    except ValueError:
+        return (True, 0.0, level)
+
+
+def _plot_param(ax: Axes, x: pd.Series, y: np.ndarray, best: int) -> None:
+    """One panel of search_results: the metric against one parameter, best run highlighted."""
+    numeric = pd.to_numeric(x, errors="coerce")
+    if numeric.notna().all():
+        positions = numeric.to_numpy(dtype=float)
+        if positions.min() > 0 and positions.max() / positions.min() >= 50:
+            ax.set_xscale("log")
+    else:  # a categorical parameter: one position per value, in sorted order
+        levels = sorted(x.astype(str).unique(), key=_level_order)
+        positions = np.array([levels.index(v) for v in x.astype(str)], dtype=float)
+        ax.set_xticks(range(len(levels)), levels)
+    ax.scatter(positions, y, s=20, alpha=0.7)
+    ax.scatter(positions[best], y[best], s=80, facecolors="none", edgecolors="red", label="best")
+
+
+def search_results(df: pd.DataFrame, params: list[str], metric: str) -> Figure:
+    """One panel per hyperparameter: the metric of each run against that parameter's value."""
+    if df.empty or not params:
+        raise ValueError("need a non-empty data frame of runs and at least one parameter")
+    metric_col = _column(df, metric, ["metrics."])
+    y = pd.to_numeric(df[metric_col], errors="coerce").to_numpy(dtype=float)
+    if np.isnan(y).all():
+        raise ValueError(f"column {metric_col!r} has no numeric values")
+    lower_is_better = not metric_col.lower().endswith("r2")
+    best = int(np.nanargmin(y) if lower_is_better else np.nanargmax(y))
+    figure, axes = _figure(len(params), figsize=(3.0 * len(params) + 1.0, 3.5), sharey=True)
+    for ax, param in zip(axes, params, strict=True):
+        _plot_param(ax, df[_column(df, param, ["params."])], y, best)
+        ax.set_xlabel(param.removeprefix("params."))
+    axes[0].set_ylabel(metric_col.removeprefix("metrics."))
+    axes[0].legend(loc="best")
+    if _is_dollars(metric_col):
+        for ax in axes:
+            ax.yaxis.set_major_formatter(DOLLAR_FORMAT)
+    figure.suptitle(f"{metric_col.removeprefix('metrics.')} of {len(df)} runs")
+    return figure
