@@ -99,3 +99,19 @@ def apply_quiet_env() -> None:
             stacklevel=2,
         )
         del os.environ["MLFLOW_TRACKING_URI"]
+
+
+def git_commit() -> str | None:
+    """The commit of the repository the series runs from, or None outside a git checkout."""
+    import subprocess
+
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None

@@ -822,3 +822,21 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def fresh_workspace(name: str) -> Path:
+    """A notebook's workspace emptied for a reproducible run: its servers stopped, its files gone.
+
+    With MLFLOW_SERIES_TRACKING_URI set nothing is deleted: the workspace is only created.
+    """
+    folder = config.workspace(name)
+    if config.remote_tracking_uri() is None:
+        for setup in SETUPS:
+            if (folder / setup / "state.json").exists():
+                stop(setup, folder)
+            pg = _pg_data_dir(folder / setup)
+            if pg.parent.name.startswith("mlflow-series-pg-") and pg.parent.exists():
+                shutil.rmtree(pg.parent)
+        shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+    return folder
