@@ -87,10 +87,11 @@ def test_missing_file_names_it_and_make_data(tmp_path: Path) -> None:
     ("content", "problem"),
     [
         (b"this is not gzip", "cannot read"),
-        (gzip.compress(b"a,b\n1,2\n")[:12], "cannot read"),  # truncated stream
-        (gzip.compress(b"\xff\xfe\x00bad,\x81\n"), "cannot read"),  # not UTF-8
+        (gzip.compress(b"a,b\n1,2\n", mtime=0)[:12], "cannot read"),  # truncated stream
+        (gzip.compress(b"\xff\xfe\x00bad,\x81\n", mtime=0), "cannot read"),  # not UTF-8
         (b"", "empty"),
     ],
+    ids=["not-gzip", "truncated", "not-utf8", "empty"],
 )
 def test_corrupt_file_is_a_data_error(tmp_path: Path, content: bytes, problem: str) -> None:
     path = tmp_path / "ames.csv.gz"
