@@ -136,6 +136,17 @@ def time_line(item: Entry) -> str:
     return f"{present} **Time to follow along:** {follow} minutes."
 
 
+def slide_type(cell: nbformat.NotebookNode) -> str:
+    """Where a cell goes in the reveal.js deck: a new slide at each title and ## section."""
+    if cell.source.startswith(NAV_MARK) or "solution" in cell.metadata.get("tags", []):
+        return "skip"
+    if cell.cell_type == "markdown" and re.match(r"#{1,2} ", cell.source):
+        return "slide"
+    if cell.cell_type == "markdown" and cell.source.startswith("### "):
+        return "subslide"
+    return "-"
+
+
 def update(write: bool) -> list[str]:
     """Bring links and tables up to date; returns the files that were (or would be) changed."""
     items = entries()
@@ -144,6 +155,7 @@ def update(write: bool) -> list[str]:
         old = item.path.read_text()
         nb = _with_navigation(nbformat.reads(old, as_version=4), navigation(items, index))
         for cell in nb.cells:
+            cell.metadata["slideshow"] = {"slide_type": slide_type(cell)}
             if cell.cell_type == "markdown" and TIME_LINE.search(cell.source):
                 cell.source = TIME_LINE.sub(time_line(item), cell.source)
         if item.number == "00":
