@@ -1,6 +1,7 @@
 """Helpers for the MLflow notebook series on the Ames house prices.
 
-Import it before MLflow: it sets the environment that keeps MLflow's output quiet and stable.
+Importing it sets the environment that keeps MLflow's output quiet and stable (MLflow reads
+those variables at each call, so it may be imported before or after).
 """
 
 from mlflow_series.config import apply_quiet_env
