@@ -63,16 +63,16 @@ bench: setup ## Measure server start-up, memory and logging speed; prints a tabl
 	$(BIN)/python scripts/bench.py
 
 server: setup ## Start the local tracking server (SQLite + artifact folder) and print its URL
-	$(BIN)/python -m mlflow_series.servers up local
+	$(BIN)/python -m mlflow_series.servers up local $(if $(WORKSPACE),--workspace $(WORKSPACE))
 
 server-down: setup ## Stop the local tracking server
-	$(BIN)/python -m mlflow_series.servers down local
+	$(BIN)/python -m mlflow_series.servers down local $(if $(WORKSPACE),--workspace $(WORKSPACE))
 
 remote-up: setup ## Start the remote-style stack (PostgreSQL + S3 store + tracking server)
-	$(BIN)/python -m mlflow_series.servers up remote
+	$(BIN)/python -m mlflow_series.servers up remote $(if $(WORKSPACE),--workspace $(WORKSPACE))
 
-remote-down: setup ## Stop the remote-style stack (its data stays; add RESET=1 to delete it)
-	$(BIN)/python -m mlflow_series.servers down remote $(if $(RESET),--reset)
+remote-down: setup ## Stop the remote-style stack (data stays; RESET=1 deletes it; WORKSPACE=name picks one)
+	$(BIN)/python -m mlflow_series.servers down remote $(if $(WORKSPACE),--workspace $(WORKSPACE)) $(if $(RESET),--reset)
 
 clean: ## Stop every server, remove workspaces and caches (keeps .venv)
 	-@test -x $(BIN)/python && for s in local remote auth serve; do $(BIN)/python -m mlflow_series.servers down $$s >/dev/null 2>&1; done; true
