@@ -52,7 +52,8 @@ threadpool_limits(limits=OPENMP_THREADS, user_api="openmp")
 
 #: Types that skops (MLflow's default format for scikit-learn models) does not trust by default
 #: but the gradient-boosting model contains: pass them as `mlflow.sklearn.log_model(...,
-#: skops_trusted_types=SKOPS_TRUSTED_TYPES)` and to `mlflow.sklearn.load_model`.
+#: skops_trusted_types=SKOPS_TRUSTED_TYPES)`. They are saved in the MLmodel file, so loading
+#: (`mlflow.sklearn.load_model`, `mlflow.pyfunc.load_model`) needs nothing more.
 SKOPS_TRUSTED_TYPES = [
     "functools.partial",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
