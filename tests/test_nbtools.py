@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mlflow_series import nbtools
+
 import nbformat
 import pytest
-
-from mlflow_series import nbtools
 
 NOTEBOOKS = nbtools.notebooks()
 
@@ -122,3 +122,15 @@ def test_check_command_reports_and_fails(tmp_path, capsys):
     path = _notebook(tmp_path, [_code("x = 1", None)])
     assert nbtools.main(["check", str(path)]) == 1
     assert "cells without outputs" in capsys.readouterr().out
+
+
+def test_a_slow_cell_needs_a_heads_up(tmp_path, monkeypatch):
+    timings = tmp_path / "timings.json"
+    monkeypatch.setattr(nbtools, "TIMINGS_FILE", timings)
+    lead_in = nbformat.v4.new_markdown_cell("Start the server:")
+    path = _notebook(tmp_path, [lead_in, _code("start()", 1)])
+    timings.write_text(json.dumps({path.name: {"cells_s": [12.5]}}))
+    assert any("took 12 s: put a **Heads-up**" in p for p in nbtools.problems(path))
+    lead_in.source = "**Heads-up**: this cell takes about 12 s:"
+    path = _notebook(tmp_path, [lead_in, _code("start()", 1)])
+    assert nbtools.problems(path) == []

@@ -17,9 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from mlflow_series import config
+
+import nbformat
 
 NOTEBOOK_DIR = config.REPO_ROOT / "notebooks"
 TIMINGS_FILE = NOTEBOOK_DIR / "timings.json"
@@ -31,6 +31,8 @@ MACHINE_PATH = re.compile(
 )
 WARNING_TEXT = re.compile(r"(\w*Warning\b|Traceback \(most recent call last\))")
 IGNORE_MARKER = "# NBVAL_IGNORE_OUTPUT"
+#: A cell measured slower than this needs a "**Heads-up**" line in the markdown cell before it.
+HEADS_UP_SECONDS = 10.0
 
 
 def notebooks(paths: list[str] | None = None) -> list[Path]:
@@ -69,6 +71,7 @@ def problems(path: Path) -> list[str]:
         found.append("cells without outputs: run `make notebooks`")
     elif counts != list(range(1, len(code) + 1)):
         found.append("cells executed out of order: run `make notebooks` (Restart & Run All)")
+    found += _missing_heads_ups(path, nb)
     for index, cell in enumerate(code, start=1):
         where = f"code cell {index}"
         lines = cell.source.splitlines()
@@ -87,6 +90,24 @@ def problems(path: Path) -> list[str]:
                 found.append(f"{where}: a warning or traceback: {body.strip()[:120]}")
             if match := MACHINE_PATH.search(body):
                 found.append(f"{where}: a machine's absolute path in an output ({match.group(0)})")
+    return found
+
+
+def _missing_heads_ups(path: Path, nb: Any) -> list[str]:
+    """Slow cells (by the timings `make notebooks` measured) without a heads-up before them."""
+    timings = json.loads(TIMINGS_FILE.read_text()) if TIMINGS_FILE.exists() else {}
+    seconds = timings.get(path.name, {}).get("cells_s", [])
+    found, index, previous = [], 0, ""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            previous = cell.source
+        elif cell.source.strip():
+            took = seconds[index] if index < len(seconds) else None
+            index += 1
+            if took is not None and took > HEADS_UP_SECONDS and "**Heads-up**" not in previous:
+                found.append(
+                    f"code cell {index} took {took:.0f} s: put a **Heads-up** line before it"
+                )
     return found
 
 
