@@ -78,7 +78,7 @@ remote-down: setup ## Stop the remote-style stack (data stays; RESET=1 deletes i
 	$(BIN)/python -m mlflow_series.servers down remote $(if $(WORKSPACE),--workspace $(WORKSPACE)) $(if $(RESET),--reset)
 
 clean: ## Stop every server, remove workspaces and caches (keeps .venv)
-	-@test -x $(BIN)/python && for s in local remote auth serve; do $(BIN)/python -m mlflow_series.servers down $$s >/dev/null 2>&1; done; true
+	-@test -x $(BIN)/python && $(BIN)/python -m mlflow_series.servers down all; true
 	rm -rf workspace .pytest_cache .ruff_cache bench-results slides
 	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print -exec rm -rf {} +
 

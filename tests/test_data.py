@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from mlflow_series import config, data
+
 import numpy as np
 import pandas as pd
 import pytest
-
-from mlflow_series import config, data
 
 MAKE_DATA = config.REPO_ROOT / "scripts" / "make_data.py"
 

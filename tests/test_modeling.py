@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from mlflow_series import data, modeling
+
 import numpy as np
 import pandas as pd
 import pytest
 import skops.io
 import threadpoolctl
 from sklearn.compose import TransformedTargetRegressor
-
-from mlflow_series import data, modeling
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
+from mlflow_series import plots
+
 import IPython
 import numpy as np
 import pandas as pd
@@ -12,8 +14,6 @@ import pytest
 from IPython.core.formatters import DisplayFormatter
 from matplotlib._pylab_helpers import Gcf
 from matplotlib.figure import Figure
-
-from mlflow_series import plots
 
 ACTUAL = np.array([120_000.0, 180_000.0, 250_000.0, 310_000.0, 95_000.0])
 PREDICTED = np.array([130_000.0, 170_000.0, 240_000.0, 330_000.0, 99_000.0])

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlflow_series import nbtools
+
 import nbformat
 import pytest
 from nbconvert import SlidesExporter
-
-from mlflow_series import nbtools
 
 NOTEBOOKS = nbtools.notebooks()
 

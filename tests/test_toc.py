@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from mlflow_series import nbtools, toc
+
 import nbformat
 import pytest
-
-from mlflow_series import nbtools, toc
 
 
 def test_links_tables_and_times_are_up_to_date():

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from mlflow_series import config
+
 import numpy as np
 import pandas as pd
-
-from mlflow_series import config
 
 TARGET = "Sale_Price"
 #: Numeric features: sizes, ages and counts.

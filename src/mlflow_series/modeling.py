@@ -15,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mlflow_series import config
+from mlflow_series.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
 import numpy as np
 import pandas as pd
 from sklearn.base import RegressorMixin
@@ -31,9 +34,6 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
-
-from mlflow_series import config
-from mlflow_series.data import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
 #: Defaults of the gradient-boosting model; keyword arguments of make_gradient_boosting override.
 GRADIENT_BOOSTING_DEFAULTS: dict[str, Any] = {

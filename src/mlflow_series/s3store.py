@@ -15,14 +15,19 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
+from xml.sax.saxutils import escape
 
 MANIFEST = "manifest.json"
 EXIT_DAMAGED = 3
+#: S3's rule for new bucket names (moto only checks the length): 3-63 lowercase letters, digits,
+#: dots and hyphens, starting and ending with a letter or digit, not shaped like an IP address.
+BUCKET_NAME = re.compile(r"(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class StoreDamaged(RuntimeError):
@@ -71,7 +76,10 @@ class DiskMirror:
             manifest = self._manifest(bucket_dir.name)
             for key, meta in list(manifest.items()):
                 blob = bucket_dir / "blobs" / meta["sha256"]
-                if not blob.exists() or hashlib.sha256(blob.read_bytes()).hexdigest() != meta["sha256"]:
+                if (
+                    not blob.exists()
+                    or hashlib.sha256(blob.read_bytes()).hexdigest() != meta["sha256"]
+                ):
                     del manifest[key]
                     dropped += 1
             _atomic_write(bucket_dir / MANIFEST, json.dumps(manifest, indent=1).encode())
@@ -89,7 +97,7 @@ class DiskMirror:
         return count
 
     def sync(self, bucket: str) -> None:
-        """Make the folder of one bucket match the backend (called after each acknowledged write)."""
+        """Make the folder of one bucket match the backend (called after each successful write)."""
         with self.lock:
             bucket_dir = self.root / bucket
             if bucket not in self.backend.buckets:
@@ -132,6 +140,19 @@ class MirroringApp:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ["REQUEST_METHOD"] not in ("PUT", "POST", "DELETE"):
             return self.app(environ, start_response)
+        bucket, _, key = unquote(environ.get("PATH_INFO", "/")).lstrip("/").partition("/")
+        creating = (
+            environ["REQUEST_METHOD"] == "PUT" and not key and not environ.get("QUERY_STRING")
+        )
+        if creating and bucket and not BUCKET_NAME.fullmatch(bucket):  # refuse it as S3 does
+            body = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidBucketName</Code>'
+                "<Message>The specified bucket is not valid: bucket names are 3-63 lowercase "
+                "letters, digits, dots and hyphens, starting and ending with a letter or digit."
+                f"</Message><BucketName>{escape(bucket)}</BucketName></Error>"
+            ).encode()
+            start_response("400 Bad Request", [("Content-Type", "application/xml")])
+            return [body]
         status: list[int] = []
 
         def record(code: str, headers: Any, exc_info: Any = None) -> Any:

@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow_series import config
+
 import psutil
 import requests
 
-from mlflow_series import config
-
 SETUPS = ("local", "remote", "auth", "serve")
-#: Preferred ports (5000 is avoided: macOS uses it for AirPlay). A busy port is replaced by a free one.
+#: Preferred ports (5000 is avoided: macOS uses it for AirPlay); a busy one is replaced.
 PORTS = {"local": 5051, "remote": 5052, "s3": 5053, "postgres": 5054, "auth": 5055, "serve": 5056}
 #: The workspace each setup uses when none is given: the notebook that introduces it.
 DEFAULT_WORKSPACES = {
@@ -97,6 +97,10 @@ def display_path(path: Path | str) -> str:
 def port_is_free(port: int) -> bool:
     """True if nothing listens on 127.0.0.1:port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if os.name == "posix":
+            # As the servers themselves do: a port whose last connections linger in TIME_WAIT
+            # after a stop is free again (without this a restarted server would move ports).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -162,21 +166,30 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
+def _wait_group(pgid: int, timeout: float) -> bool:
+    """Wait until no live process is left in a group (zombies count as gone: another process,
+    or a slow init, may reap them late); returns False on timeout."""
+    deadline = time.monotonic() + timeout
+    while group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def stop_group(pgid: int, sig: int = signal.SIGTERM, grace: float = STOP_GRACE) -> None:
     """Signal a whole process group, wait up to `grace` seconds, then kill what is left."""
-    members = group_members(pgid)
-    if not members:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-    _, alive = psutil.wait_procs(members, timeout=grace)
-    if alive:
+    if group_members(pgid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-        psutil.wait_procs(alive, timeout=grace)
+            os.killpg(pgid, sig)
+        if not _wait_group(pgid, grace):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            _wait_group(pgid, grace)
     child = _CHILDREN.pop(pgid, None)
     if child is not None:
-        child.wait(timeout=grace)  # reap it: it was our child
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=grace)  # reap it: it was our child
 
 
 def _http_ok(url: str, timeout: float = 1.0) -> bool:
@@ -190,9 +203,13 @@ def _http_ok(url: str, timeout: float = 1.0) -> bool:
 # --------------------------------------------------------------------------- state and the Stack
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def _write_json(path: Path, data: dict[str, Any], private: bool = False) -> None:
+    """Replace a JSON file atomically; a private one is never readable by others, even briefly."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o666)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(data, indent=1))
     os.replace(tmp, path)
 
 
@@ -221,10 +238,18 @@ class Stack:
     @property
     def processes(self) -> list[psutil.Process]:
         """Every live process of the setup (servers, their workers and children)."""
-        procs: list[psutil.Process] = []
+        procs: dict[int, psutil.Process] = {}
         for pid in self.pids.values():
-            procs += group_members(pid)
-        return procs
+            procs.update((proc.pid, proc) for proc in group_members(pid))
+            # PostgreSQL puts each of its children in a session of its own: follow the tree too
+            leader, children = _process(pid), []
+            with contextlib.suppress(psutil.Error):
+                children = leader.children(recursive=True) if leader else []
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    if child.status() != psutil.STATUS_ZOMBIE:
+                        procs.setdefault(child.pid, child)
+        return list(procs.values())
 
     def is_running(self) -> bool:
         """True if every server process of the setup is alive."""
@@ -251,7 +276,8 @@ class Stack:
         if self.external:
             return f"Using the server named by {config.REMOTE_URI_VAR}: {self.tracking_uri}"
         state = "reused (already running)" if self.reused else "started"
-        lines = [f"{title}: {state}", f"  MLflow UI and tracking URI: {self.ui_url}"]
+        where = "URL" if self.setup == "serve" else "MLflow UI and tracking URI"
+        lines = [f"{title}: {state}", f"  {where}: {self.ui_url}"]
         lines += [f"  {key}: {value}" for key, value in self.info.items()]
         return "\n".join(lines)
 
@@ -295,7 +321,7 @@ def _stop_state(state: dict[str, Any]) -> None:
 
 
 def running(setup: str, workspace: str | Path | None = None) -> Stack | None:
-    """The setup if it runs for this workspace; a stale state (dead process, dead owner) is cleaned."""
+    """The setup if it runs for this workspace; a stale state (dead process or owner) is cleaned."""
     folder = _folder(workspace, setup)
     state = _read_json(_state_file(folder))
     if state is None:
@@ -344,13 +370,12 @@ class _Launcher:
             me = psutil.Process()
             self.state["owner"] = {"pid": me.pid, "create_time": me.create_time()}
         self.save()
-        if watch:
-            self._spawn_watchdog()
+        self.watchdog: subprocess.Popen | None = self._spawn_watchdog() if watch else None
 
     def save(self) -> None:
         _write_json(_state_file(self.folder), self.state)
 
-    def _spawn_watchdog(self) -> None:
+    def _spawn_watchdog(self) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "mlflow_series.watchdog", str(os.getpid())]
         cmd.append(str(_state_file(self.folder)))
         with open(self.folder / "logs" / "watchdog.log", "ab") as log:
@@ -363,6 +388,7 @@ class _Launcher:
                 env=server_env(),
             )
         _WATCHDOGS.append(proc)
+        return proc
 
     def spawn(self, role: str, cmd: list[str], env: dict[str, str], **kwargs: Any) -> Any:
         """Start one server in its own process group, output to logs/<role>.log."""
@@ -387,7 +413,7 @@ class _Launcher:
         return proc
 
     def wait_ready(self, role: str, proc: Any, check: Any, timeout: float = READY_TIMEOUT) -> None:
-        """Wait until check() is true; raise with the log's tail if the process exits or times out."""
+        """Wait until check() is true; raise with the log's tail if the process exits or stalls."""
         log = Path(self.state["logs"][role])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -406,9 +432,13 @@ class _Launcher:
         )
 
     def fail(self) -> None:
-        """Undo a failed start: stop what was started, forget the state."""
+        """Undo a failed start: stop what was started, forget the state, end the watchdog."""
         _stop_state(self.state)
         _state_file(self.folder).unlink(missing_ok=True)
+        if self.watchdog is not None:  # it may not have seen the state file yet: it would wait
+            self.watchdog.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.watchdog.wait(timeout=STOP_GRACE)
 
     def done(self, tracking_uri: str, ui_url: str, health_url: str) -> Stack:
         self.state.update(tracking_uri=tracking_uri, ui_url=ui_url, health_url=health_url)
@@ -488,16 +518,14 @@ def _auth_secrets(folder: Path) -> dict[str, str]:
     data = _read_json(path)
     if data is None:
         data = {"admin_password": secrets.token_urlsafe(18), "secret_key": secrets.token_hex(32)}
-        path.touch(mode=0o600)
-        _write_json(path, data)
-        path.chmod(0o600)
+        _write_json(path, data, private=True)
     return data
 
 
 def start_auth(
     workspace: str | Path | None = None, port: int | None = None, watch: bool = True
 ) -> Stack:
-    """Start (or reuse) a tracking server with MLflow's basic-auth app and a generated admin password."""
+    """Start (or reuse) a tracking server with MLflow's basic-auth app and a generated password."""
 
     def body(launcher: _Launcher, folder: Path) -> Stack:
         db, artifacts = folder / "mlflow.db", folder / "artifacts"
@@ -524,14 +552,22 @@ def start_auth(
 
 def admin_password(stack: Stack) -> str:
     """The generated admin password of an auth stack (keep it out of outputs)."""
+    if stack.external or stack.setup != "auth":
+        raise ServerError(
+            "admin_password() knows only the auth server the series starts itself; for a real "
+            "server, use the credentials its administrator gave you (MLFLOW_TRACKING_USERNAME "
+            "and MLFLOW_TRACKING_PASSWORD)."
+        )
     return _auth_secrets(stack.folder)["admin_password"]
 
 
-def _auth_call(stack: Stack, method: str, path: str, payload: dict[str, Any]) -> requests.Response:
+def _auth_call(
+    stack: Stack, method: str, path: str, payload: dict[str, Any], api: str = "2.0"
+) -> requests.Response:
     """A REST call to the auth app as admin."""
     return requests.request(
         method,
-        f"{stack.tracking_uri}/api/2.0/mlflow/{path}",
+        f"{stack.tracking_uri}/api/{api}/mlflow/{path}",
         json=payload,
         auth=("admin", admin_password(stack)),
         timeout=10,
@@ -551,10 +587,13 @@ def create_user(stack: Stack, username: str, password: str) -> None:
 
 def grant(stack: Stack, experiment_id: str, username: str, permission: str) -> None:
     """Give a user a permission (READ, EDIT, MANAGE, NO_PERMISSIONS) on one experiment."""
-    payload = {"experiment_id": experiment_id, "username": username, "permission": permission}
-    resp = _auth_call(stack, "POST", "experiments/permissions/create", payload)
-    if resp.status_code == 400 and "RESOURCE_ALREADY_EXISTS" in resp.text:
-        resp = _auth_call(stack, "PATCH", "experiments/permissions/update", payload)
+    # MLflow 3.17 replaced experiments/permissions/create|update by per-user grants (API 3.0).
+    target = {"username": username, "resource_type": "experiment", "resource_id": experiment_id}
+    payload = {**target, "permission": permission}
+    resp = _auth_call(stack, "POST", "users/permissions/grant", payload, api="3.0")
+    if resp.status_code == 400 and "RESOURCE_ALREADY_EXISTS" in resp.text:  # replace the grant
+        _auth_call(stack, "POST", "users/permissions/revoke", target, api="3.0")
+        resp = _auth_call(stack, "POST", "users/permissions/grant", payload, api="3.0")
     if not resp.ok:
         raise ServerError(f"granting {permission} to {username!r} failed: {resp.text}")
 
@@ -618,7 +657,9 @@ def _pg_ready(port: int) -> bool:
     import psycopg2
 
     try:
-        psycopg2.connect(host=HOST, port=port, user="postgres", dbname="postgres", connect_timeout=1).close()
+        psycopg2.connect(
+            host=HOST, port=port, user="postgres", dbname="postgres", connect_timeout=1
+        ).close()
         return True
     except psycopg2.OperationalError:
         return False
@@ -640,7 +681,7 @@ def _pg_create_db(port: int, name: str = "mlflow") -> None:
 
 
 def s3_client(stack: Stack) -> Any:
-    """A boto3 client of the stack's S3 store, with the server-side credentials (an operator's view)."""
+    """A boto3 client of the stack's S3 store with the server's credentials (an operator's view)."""
     import boto3
 
     return boto3.client(
@@ -697,7 +738,15 @@ def start_remote(
         data = _pg_data_dir(folder)
         _pg_init(data, logs / "postgres.log")
         postgres = _pg_bin() / "postgres"
-        pg_cmd = [str(postgres), "-D", str(data), "-p", str(pg_port), "-c", f"listen_addresses={HOST}"]
+        pg_cmd = [
+            str(postgres),
+            "-D",
+            str(data),
+            "-p",
+            str(pg_port),
+            "-c",
+            f"listen_addresses={HOST}",
+        ]
         pg_cmd += ["-c", "unix_socket_directories=", "-c", "max_connections=40"]
         pg = launcher.spawn("postgres", pg_cmd, server_env(), cwd="/", **_pg_user())
         s3_cmd = [sys.executable, "-m", "mlflow_series.s3store", "--host", HOST]
@@ -779,51 +828,6 @@ def reset(setup: str, workspace: str | Path | None = None) -> None:
             shutil.rmtree(path)
 
 
-# --------------------------------------------------------------------------- command line
-
-
-def main(argv: list[str] | None = None) -> int:
-    """python -m mlflow_series.servers up|down|status local|remote|auth [--workspace NAME]."""
-    parser = argparse.ArgumentParser(
-        prog="python -m mlflow_series.servers",
-        description="Start, stop or check the MLflow servers of the notebook series.",
-    )
-    parser.add_argument("action", choices=["up", "down", "status"])
-    parser.add_argument("setup", choices=["local", "remote", "auth"])
-    parser.add_argument("--workspace", help="workspace folder name (default: the setup's notebook)")
-    parser.add_argument("--port", type=int, help="port of the tracking server")
-    parser.add_argument("--reset", action="store_true", help="with down: delete the setup's data")
-    args = parser.parse_args(argv)
-    try:
-        if args.action == "up":
-            kwargs = {"port": args.port} if args.port else {}
-            stack = START[args.setup](args.workspace, watch=False, **kwargs)
-            print(stack)
-            if not stack.external and stack.ports.get("mlflow") not in (None, PORTS[args.setup]):
-                print(f"  (port {PORTS[args.setup]} was busy, so another was chosen)")
-        elif args.action == "down":
-            if config.remote_tracking_uri():
-                print(f"Nothing to stop: the series uses {config.remote_tracking_uri()}.")
-                return 0
-            if args.reset:
-                reset(args.setup, args.workspace)
-                print(f"{args.setup}: stopped and its data deleted")
-            else:
-                print(f"{args.setup}: " + ("stopped" if stop(args.setup, args.workspace) else "not running"))
-        else:
-            stack = running(args.setup, args.workspace)
-            print(stack if stack else f"{args.setup}: not running")
-            return 0 if stack else 1
-    except ServerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def fresh_workspace(name: str) -> Path:
     """A notebook's workspace emptied for a reproducible run: its servers stopped, its files gone.
 
@@ -840,3 +844,67 @@ def fresh_workspace(name: str) -> Path:
         shutil.rmtree(folder)
         folder.mkdir(parents=True)
     return folder
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def stop_all(root: Path | None = None) -> list[str]:
+    """Stop every setup of every workspace under the workspace root; returns what was stopped."""
+    root = root or config.workspace_root()
+    stopped = []
+    for state_file in sorted(root.glob("*/*/state.json")):
+        setup, workspace = state_file.parent.name, state_file.parent.parent
+        if setup in SETUPS and stop(setup, workspace):
+            stopped.append(f"{workspace.name}/{setup}")
+    return stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m mlflow_series.servers up|down|status SETUP [--workspace NAME], or down all."""
+    parser = argparse.ArgumentParser(
+        prog="python -m mlflow_series.servers",
+        description="Start, stop or check the MLflow servers of the notebook series.",
+    )
+    parser.add_argument("action", choices=["up", "down", "status"])
+    parser.add_argument("setup", choices=["local", "remote", "auth", "all"], help="all: with down")
+    parser.add_argument("--workspace", help="workspace folder name (default: the setup's notebook)")
+    parser.add_argument("--port", type=int, help="port of the tracking server")
+    parser.add_argument("--reset", action="store_true", help="with down: delete the setup's data")
+    args = parser.parse_args(argv)
+    if args.setup == "all" and args.action != "down":
+        parser.error("`all` works with down only: python -m mlflow_series.servers down all")
+    try:
+        if args.setup == "all":
+            stopped = stop_all()
+            print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        elif args.action == "up":
+            kwargs = {"port": args.port} if args.port else {}
+            stack = START[args.setup](args.workspace, watch=False, **kwargs)
+            print(stack)
+            if not stack.external and stack.ports.get("mlflow") not in (None, PORTS[args.setup]):
+                print(f"  (port {PORTS[args.setup]} was busy, so another was chosen)")
+        elif args.action == "down":
+            if config.remote_tracking_uri():
+                print(f"Nothing to stop: the series uses {config.remote_tracking_uri()}.")
+                return 0
+            if args.reset:
+                reset(args.setup, args.workspace)
+                print(f"{args.setup}: stopped and its data deleted")
+            else:
+                print(
+                    f"{args.setup}: "
+                    + ("stopped" if stop(args.setup, args.workspace) else "not running")
+                )
+        else:
+            stack = running(args.setup, args.workspace)
+            print(stack if stack else f"{args.setup}: not running")
+            return 0 if stack else 1
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
