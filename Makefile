@@ -25,7 +25,7 @@ setup: $(STAMP) ## Create .venv (if missing) and install the pinned requirements
 	@echo "Environment ready: $(VENV)"
 
 lab: setup ## Open JupyterLab on the notebooks
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: setup ## Run the unit tests and every notebook under strict nbval (what CI runs)
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_NOTEBOOKS) tests notebooks

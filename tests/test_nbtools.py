@@ -134,3 +134,14 @@ def test_a_slow_cell_needs_a_heads_up(tmp_path, monkeypatch):
     lead_in.source = "**Heads-up**: this cell takes about 12 s:"
     path = _notebook(tmp_path, [lead_in, _code("start()", 1)])
     assert nbtools.problems(path) == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS[1:], ids=[p.name for p in NOTEBOOKS[1:]])
+def test_notebook_has_exercises_with_collapsed_solutions(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    assert any(c.source.startswith("## Exercises") for c in nb.cells)
+    solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
+    assert 2 <= len(solutions) <= 3
+    for cell in solutions:
+        assert cell.cell_type == "code" and cell.source.startswith("# Solution")
+        assert cell.metadata.get("jupyter", {}).get("source_hidden") is True
