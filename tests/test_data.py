@@ -21,16 +21,6 @@ MAKE_DATA = config.REPO_ROOT / "scripts" / "make_data.py"
 
 
 @pytest.fixture(scope="module")
-def ames() -> pd.DataFrame:
-    return data.load_ames()
-
-
-@pytest.fixture(scope="module")
-def split(ames: pd.DataFrame) -> data.Split:
-    return data.split_data(ames)
-
-
-@pytest.fixture(scope="module")
 def make_data() -> ModuleType:
     spec = importlib.util.spec_from_file_location("make_data", MAKE_DATA)
     assert spec is not None and spec.loader is not None

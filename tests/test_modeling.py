@@ -13,16 +13,6 @@ from sklearn.compose import TransformedTargetRegressor
 
 
 @pytest.fixture(scope="module")
-def ames() -> pd.DataFrame:
-    return data.load_ames()
-
-
-@pytest.fixture(scope="module")
-def split(ames: pd.DataFrame) -> data.Split:
-    return data.split_data(ames)
-
-
-@pytest.fixture(scope="module")
 def linear(split: data.Split) -> TransformedTargetRegressor:
     return modeling.make_linear_baseline().fit(split.X_train, split.y_train)
 
