@@ -680,31 +680,29 @@ def _pg_create_db(port: int, name: str = "mlflow") -> None:
         conn.close()
 
 
-def s3_client(stack: Stack) -> Any:
-    """A boto3 client of the stack's S3 store with the server's credentials (an operator's view)."""
+def _boto_s3(endpoint: str) -> Any:
+    """A boto3 S3 client of the local store, with the credentials only the server is given."""
     import boto3
 
     return boto3.client(
-        "s3",
-        endpoint_url=f"http://{HOST}:{stack.ports['s3']}",
-        aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
-    )
-
-
-def _create_bucket(endpoint: str, bucket: str) -> None:
-    """Create the artifact bucket unless it exists; a refusal names the bucket and the reason."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    client = boto3.client(
         "s3",
         endpoint_url=endpoint,
         aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
     )
+
+
+def s3_client(stack: Stack) -> Any:
+    """A boto3 client of the stack's S3 store with the server's credentials (an operator's view)."""
+    return _boto_s3(f"http://{HOST}:{stack.ports['s3']}")
+
+
+def _create_bucket(endpoint: str, bucket: str) -> None:
+    """Create the artifact bucket unless it exists; a refusal names the bucket and the reason."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = _boto_s3(endpoint)
     try:
         client.create_bucket(Bucket=bucket)
     except ClientError as exc:
