@@ -252,30 +252,27 @@ def snapshot(uri: str, ids: dict[str, str], model_name: str) -> dict:
 # --------------------------------------------------------------------------- shared stacks
 
 
-@pytest.fixture(scope="module")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Stack]:
+def _module_stack(factory: pytest.TempPathFactory, setup: str) -> Iterator[servers.Stack]:
+    """One stack of a setup for a whole test module, on fresh ports, with no remote override."""
     with (
-        module_workspace(tmp_path_factory, "local") as path,
+        module_workspace(factory, setup) as path,
         pytest.MonkeyPatch.context() as mp,
     ):
         for key, port in fresh_ports().items():
             mp.setitem(servers.PORTS, key, port)
         mp.delenv(config.REMOTE_URI_VAR, raising=False)
-        with servers.start_local(path) as stack:
+        with servers.START[setup](path) as stack:
             yield stack
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Stack]:
+    yield from _module_stack(tmp_path_factory, "local")
 
 
 @pytest.fixture(scope="module")
 def remote_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Stack]:
-    with (
-        module_workspace(tmp_path_factory, "remote") as path,
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        for key, port in fresh_ports().items():
-            mp.setitem(servers.PORTS, key, port)
-        mp.delenv(config.REMOTE_URI_VAR, raising=False)
-        with servers.start_remote(path) as stack:
-            yield stack
+    yield from _module_stack(tmp_path_factory, "remote")
 
 
 # --------------------------------------------------------------------------- unit tests

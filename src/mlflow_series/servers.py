@@ -729,7 +729,6 @@ def start_remote(
 
     def body(launcher: _Launcher, folder: Path) -> Stack:
         logs = folder / "logs"
-        taken: set[int] = set()
         pg_port = pick_port(PORTS["postgres"])
         s3_port = pick_port(PORTS["s3"], {pg_port})
         taken = {pg_port, s3_port}
