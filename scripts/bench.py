@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlflow_series import config, servers
+from mlflow_series.servers import process, team
 
 import psutil
 
@@ -153,7 +154,7 @@ class DefaultServer:
     def wait_ready(self, timeout: float = 180) -> float:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if servers._http_ok(f"{self.url}/health"):
+            if process._http_ok(f"{self.url}/health"):
                 return time.perf_counter() - self.started
             if self.proc.poll() is not None:
                 break
@@ -345,7 +346,7 @@ def bench(ws: Path, results: dict) -> None:
 
     # ---- remote, MLflow defaults: against the helper's PostgreSQL and S3 store
     try:
-        servers._pg_create_db(stack.ports["postgres"], "mlflow_defaults")
+        team._pg_create_db(stack.ports["postgres"], "mlflow_defaults")
         backend = f"postgresql+psycopg2://postgres@{servers.HOST}:{stack.ports['postgres']}"
         s3_url = f"http://{servers.HOST}:{stack.ports['s3']}"
         env = servers.server_env({**servers.S3_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": s3_url})

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlflow_series import config, s3store, servers
+from mlflow_series.servers import core, process, team
 
 import psutil
 import pytest
@@ -71,7 +72,7 @@ def cleanup_workspace(ws: Path) -> None:
     for setup in servers.SETUPS:
         with contextlib.suppress(Exception):
             servers.stop(setup, ws)
-    pg = servers._pg_data_dir(ws / "remote").parent
+    pg = team._pg_data_dir(ws / "remote").parent
     if pg.name.startswith("mlflow-series-pg-"):
         shutil.rmtree(pg, ignore_errors=True)
 
@@ -132,18 +133,18 @@ def wait_missing(path: Path, timeout: float) -> bool:
 def assert_nothing_left(folder: Path) -> None:
     """After a failed start: no state, no watchdog, no process started from the folder."""
     assert servers.running(folder.name, folder.parent) is None
-    assert not servers._state_file(folder).exists()
+    assert not core._state_file(folder).exists()
     # a watchdog notices a removed state file within its poll interval (0.5 s)
     deadline = time.monotonic() + 3
-    while watchdogs_of(servers._state_file(folder)) and time.monotonic() < deadline:
+    while watchdogs_of(core._state_file(folder)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert watchdogs_of(servers._state_file(folder)) == []
+    assert watchdogs_of(core._state_file(folder)) == []
     assert started_from(folder.parent) == []
 
 
 def started_from(ws: Path) -> list[list[str]]:
     """Live processes whose command line names the workspace (or its PostgreSQL data dir)."""
-    marks = {str(ws), str(servers._pg_data_dir(ws / "remote"))}
+    marks = {str(ws), str(team._pg_data_dir(ws / "remote"))}
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
@@ -160,8 +161,8 @@ def assert_stopped(stack: servers.Stack, procs: list[tuple[int, float]]) -> None
     """Nothing of the stack runs, its state file is gone and its port is closed."""
     assert wait_gone(procs, 1.0) == []
     assert groups_empty(list(stack.pids.values()))
-    assert not servers._state_file(stack.folder).exists()
-    assert not servers._http_ok(f"{stack.ui_url}/health")
+    assert not core._state_file(stack.folder).exists()
+    assert not process._http_ok(f"{stack.ui_url}/health")
 
 
 def watchdogs_of(state_file: Path) -> list[psutil.Process]:
@@ -359,7 +360,7 @@ def test_private_json_is_never_readable_by_others(tmp_path, monkeypatch):
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", replace)
-    servers._write_json(tmp_path / "secrets.json", {"admin_password": "x"}, private=True)
+    core._write_json(tmp_path / "secrets.json", {"admin_password": "x"}, private=True)
     assert modes == [0o600]
     assert stat.S_IMODE((tmp_path / "secrets.json").stat().st_mode) == 0o600
 
@@ -562,7 +563,7 @@ def test_external_server_is_used_and_never_stopped(local_stack, ws, monkeypatch)
     stack.stop()
     with stack:
         pass
-    assert servers._http_ok(f"{local_stack.tracking_uri}/health")
+    assert process._http_ok(f"{local_stack.tracking_uri}/health")
     assert local_stack.is_running()
     assert started_from(ws) == []
     assert watchdogs_of(ws / "local" / "state.json") == []
@@ -594,7 +595,7 @@ def test_unreachable_external_server_is_a_clear_error(ws, monkeypatch):
 def test_a_stale_state_is_cleaned_and_stop_is_idempotent(ws):
     # a crash: the server group is SIGKILLed, the state file stays behind
     crashed = servers.start_local(ws)
-    state_file = servers._state_file(crashed.folder)
+    state_file = core._state_file(crashed.folder)
     procs = members(crashed)
     kill_groups(list(crashed.pids.values()))
     assert wait_gone(procs, 10) == []
@@ -606,7 +607,7 @@ def test_a_stale_state_is_cleaned_and_stop_is_idempotent(ws):
     stack = servers.start_local(ws)
     try:
         assert not stack.reused and stack.pids["mlflow"] != crashed.pids["mlflow"]
-        assert servers._http_ok(f"{stack.tracking_uri}/health")
+        assert process._http_ok(f"{stack.tracking_uri}/health")
         procs = members(stack)
         assert servers.stop("local", ws) is True
         assert_stopped(stack, procs)
@@ -644,7 +645,7 @@ def test_a_busy_preferred_port_is_replaced(ws, monkeypatch):
             assert port != busy
             assert stack.tracking_uri == f"http://127.0.0.1:{port}"
             assert f":{port}" in str(stack)
-            assert servers._http_ok(f"{stack.tracking_uri}/health")
+            assert process._http_ok(f"{stack.tracking_uri}/health")
 
 
 @pytest.mark.slow
@@ -724,7 +725,7 @@ def test_remote_stack_describes_itself(remote_stack):
     names = [proc.name() for proc in stack.processes]
     assert names.count("postgres") > 3  # the postmaster and its children (own sessions)
     assert stack.is_running()
-    assert servers._http_ok(f"{stack.tracking_uri}/health")
+    assert process._http_ok(f"{stack.tracking_uri}/health")
     assert servers.postgres_uri(stack).endswith(f"127.0.0.1:{stack.ports['postgres']}/mlflow")
     assert servers.S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in str(stack)
 
@@ -850,10 +851,10 @@ def test_lost_s3_objects_stop_the_start_until_accepted(ws):
     )
     try:
         deadline = time.monotonic() + 60
-        while not servers._http_ok(f"http://127.0.0.1:{port}"):
+        while not process._http_ok(f"http://127.0.0.1:{port}"):
             assert store.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
-        servers._create_bucket(f"http://127.0.0.1:{port}", servers.BUCKET)
+        team._create_bucket(f"http://127.0.0.1:{port}", servers.BUCKET)
         s3 = servers.s3_client(servers.Stack("remote", ws, "", "", ports={"s3": port}))
         s3.put_object(Bucket=servers.BUCKET, Key="mlflow/0/keep.txt", Body=b"keep me")
         s3.put_object(Bucket=servers.BUCKET, Key="mlflow/0/lose.txt", Body=b"lose me")
@@ -887,7 +888,7 @@ def test_lost_s3_objects_stop_the_start_until_accepted(ws):
 @pytest.mark.slow
 def test_missing_postgres_programs_are_a_clear_error(ws, monkeypatch, tmp_path_factory):
     empty = tmp_path_factory.mktemp("no-pg-bin")
-    monkeypatch.setattr(servers, "_pg_bin", lambda: empty)
+    monkeypatch.setattr(team, "_pg_bin", lambda: empty)
     with pytest.raises(servers.ServerError, match=r"initdb.*make setup"):
         servers.start_remote(ws)
     assert_nothing_left(ws / "remote")
@@ -896,9 +897,9 @@ def test_missing_postgres_programs_are_a_clear_error(ws, monkeypatch, tmp_path_f
 @pytest.mark.slow
 def test_postgres_failing_to_start_shows_its_log(ws):
     folder = ws / "remote"
-    data = servers._pg_data_dir(folder)
+    data = team._pg_data_dir(folder)
     (folder / "logs").mkdir(parents=True)
-    servers._pg_init(data, folder / "logs" / "postgres.log")
+    team._pg_init(data, folder / "logs" / "postgres.log")
     with open(data / "postgresql.conf", "a") as conf:
         conf.write("\nshared_buffers = 'plenty'\n")
     with pytest.raises(servers.ServerError) as err:
@@ -960,7 +961,7 @@ def test_auth_server_guards_writes_until_granted(ws):
         assert requests.post(f"{api}/runs/create", json=write, auth=alice).status_code == 403
 
         assert password not in str(stack) and password not in repr(stack)
-        for path in [*stack.folder.rglob("*.log"), servers._state_file(stack.folder)]:
+        for path in [*stack.folder.rglob("*.log"), core._state_file(stack.folder)]:
             assert password not in path.read_text(errors="replace"), path
         secrets_file = stack.folder / "secrets.json"
         assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
@@ -1150,7 +1151,7 @@ def _command_line_up_status_down(ws: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     assert url in up.stdout
     # `up` returned; the server keeps running, detached (no owner, no watchdog)
-    assert servers._http_ok(f"{url}/health")
+    assert process._http_ok(f"{url}/health")
     state = json.loads((ws / "cli" / "local" / "state.json").read_text())
     assert state["owner"] is None
     assert watchdogs_of(ws / "cli" / "local" / "state.json") == []
@@ -1163,7 +1164,7 @@ def _command_line_up_status_down(ws: Path) -> None:
     down = _cli("down", "local", "--workspace", "cli", env=env)
     assert down.returncode == 0 and "stopped" in down.stdout
     assert wait_gone(procs, 5) == []
-    assert not servers._http_ok(f"{url}/health")
+    assert not process._http_ok(f"{url}/health")
 
     status = _cli("status", "local", "--workspace", "cli", env=env)
     assert status.returncode == 1 and "not running" in status.stdout

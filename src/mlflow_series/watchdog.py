@@ -29,7 +29,7 @@ def owner_alive(proc: psutil.Process) -> bool:
 
 def watch(owner_pid: int, state_file: Path) -> None:
     """Wait for the owner to die, then stop what the state file lists."""
-    from mlflow_series.servers import _read_json, _stop_state
+    from mlflow_series.servers.core import _read_json, _stop_state
 
     try:
         owner = psutil.Process(owner_pid)

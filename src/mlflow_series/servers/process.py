@@ -1,0 +1,149 @@
+"""Processes, ports, logs and process groups: the plumbing under every setup."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mlflow_series import config
+
+import psutil
+import requests
+
+HOST = "127.0.0.1"
+
+STOP_GRACE = 5.0
+
+
+#: Set to "1" in the environment of every process the helpers start, so that they can tell their
+#: own processes from anybody else's (see :mod:`mlflow_series.servers.holders`).
+SERIES_MARK = "MLFLOW_SERIES_PROCESS"
+
+
+class ServerError(RuntimeError):
+    """A setup could not be started, reached or stopped; the message says why and what to do."""
+
+
+_CHILDREN: dict[int, subprocess.Popen] = {}
+_WATCHDOGS: list[subprocess.Popen] = []
+
+
+def display_path(path: Path | str) -> str:
+    """A path as a person should see it: relative to the repo when inside it."""
+    path = Path(path)
+    with contextlib.suppress(ValueError):
+        return path.resolve().relative_to(config.REPO_ROOT).as_posix()
+    return str(path)
+
+
+def port_is_free(port: int) -> bool:
+    """True if nothing listens on 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if os.name == "posix":
+            # As the servers themselves do: a port whose last connections linger in TIME_WAIT
+            # after a stop is free again (without this a restarted server would move ports).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(preferred: int, taken: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+    """The preferred port if free, else a free port the system chooses."""
+    if preferred not in taken and port_is_free(preferred):
+        return preferred
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = sock.getsockname()[1]
+        if port not in taken:
+            return port
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The last lines of a log file, or a note that it is empty or missing."""
+    if not path.exists() or path.stat().st_size == 0:
+        return f"({display_path(path)} is empty)"
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a server process: quiet, no stray tracking URI, no cloud credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_TRACKING_"))}
+    env.pop("MLFLOW_S3_ENDPOINT_URL", None)
+    env.update(config.QUIET_ENV)
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job runner nor huey consumers
+    env["PYTHONUNBUFFERED"] = "1"
+    env[SERIES_MARK] = "1"
+    bin_dir = str(Path(sys.executable).parent)  # `mlflow models serve` execs uvicorn from here
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    env.update(extra or {})
+    return env
+
+
+def _process(pid: int, create_time: float | None = None) -> psutil.Process | None:
+    """The live process with this pid (and start time, when given), or None."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+            return None
+        if create_time is not None and abs(proc.create_time() - create_time) > 1:
+            return None
+        return proc
+    except psutil.Error:
+        return None
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Every live process of a process group."""
+    members = []
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+    return members
+
+
+def _wait_group(pgid: int, timeout: float) -> bool:
+    """Wait until no live process is left in a group (zombies count as gone: another process,
+    or a slow init, may reap them late); returns False on timeout."""
+    deadline = time.monotonic() + timeout
+    while group_members(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def stop_group(pgid: int, sig: int = signal.SIGTERM, grace: float = STOP_GRACE) -> None:
+    """Signal a whole process group, wait up to `grace` seconds, then kill what is left."""
+    if group_members(pgid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+        if not _wait_group(pgid, grace):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            _wait_group(pgid, grace)
+    child = _CHILDREN.pop(pgid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=grace)  # reap it: it was our child
+
+
+def _http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True if a GET on url answers 200."""
+    try:
+        return requests.get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False

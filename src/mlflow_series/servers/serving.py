@@ -1,0 +1,38 @@
+"""Model serving with `mlflow models serve`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mlflow_series.servers.core import PORTS, Stack, _Launcher, _start, running
+from mlflow_series.servers.process import HOST, _http_ok, pick_port, server_env
+
+
+def serve_model(
+    model_uri: str,
+    tracking_uri: str,
+    workspace: str | Path | None = None,
+    port: int | None = None,
+    watch: bool = True,
+) -> Stack:
+    """Serve a model with `mlflow models serve --env-manager local`; returns once /ping answers."""
+    current = running("serve", workspace)
+    if current is not None and current.info.get("model") == model_uri:
+        return current
+    if current is not None:
+        current.stop()
+
+    def body(launcher: _Launcher, folder: Path) -> Stack:
+        chosen = pick_port(port or PORTS["serve"])
+        env = server_env({"MLFLOW_TRACKING_URI": tracking_uri})
+        cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
+        cmd += ["--env-manager", "local", "-h", HOST, "-p", str(chosen), "-w", "1"]
+        proc = launcher.spawn("serve", cmd, env)
+        launcher.state["ports"]["serve"] = chosen
+        url = f"http://{HOST}:{chosen}"
+        launcher.wait_ready("serve", proc, lambda: _http_ok(f"{url}/ping"))
+        launcher.state["info"] = {"model": model_uri, "invocations": f"{url}/invocations"}
+        return launcher.done(tracking_uri, url, f"{url}/ping")
+
+    return _start("serve", workspace, watch, body)

@@ -1,0 +1,84 @@
+"""Workspaces: start a notebook from an empty one, reset a setup, stop everything."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from mlflow_series import config
+from mlflow_series.servers.core import SETUPS, _folder, stop
+from mlflow_series.servers.holders import find_holders, release
+from mlflow_series.servers.process import ServerError, display_path
+from mlflow_series.servers.team import _pg_data_dir
+
+
+def _refuse_foreign_holders(folder: Path) -> None:
+    """Raise, before anything is deleted, if a process the series did not start uses `folder`.
+
+    Raises:
+        ServerError: naming each such process and how to stop it.
+    """
+    others = [holder for holder in find_holders(folder) if not holder.series]
+    if others:
+        listing = "\n".join(f"  {holder}" for holder in others)
+        pids = " ".join(str(holder.pid) for holder in others)
+        raise ServerError(
+            f"{display_path(folder)} is in use by a process the series did not start:\n{listing}\n"
+            "Emptying the folder now would leave it serving deleted files (no new runs, missing "
+            f"artifacts). Nothing was deleted. Stop it (Ctrl+C in its terminal, or `kill {pids}`), "
+            "then run this cell again."
+        )
+
+
+def _empty(folder: Path, setups: tuple[str, ...]) -> None:
+    """Stop the setups of a folder and the series' processes still using it, then delete it."""
+    for setup in setups:
+        if (folder / setup / "state.json").exists():
+            stop(setup, folder)
+        pg = _pg_data_dir(folder / setup)
+        if pg.parent.name.startswith("mlflow-series-pg-") and pg.parent.exists():
+            shutil.rmtree(pg.parent)
+    release(folder)  # e.g. a server whose state file was lost
+    if folder.exists():
+        shutil.rmtree(folder)
+
+
+def reset(setup: str, workspace: str | Path | None = None) -> None:
+    """Stop a setup and delete its folder: every run, model and artifact it kept.
+
+    Raises:
+        ServerError: a process the series did not start uses the folder (nothing is deleted).
+    """
+    folder = _folder(workspace, setup)
+    _refuse_foreign_holders(folder)
+    _empty(folder, (setup,))
+
+
+def fresh_workspace(name: str) -> Path:
+    """A notebook's workspace emptied for a reproducible run: its servers stopped, its files gone.
+
+    Processes the series started that still use the folder (servers, an `mlflow ui`) are
+    stopped first. With MLFLOW_SERIES_TRACKING_URI set nothing is deleted: the workspace is only
+    created.
+
+    Raises:
+        ServerError: a process the series did not start uses the folder, e.g. an `mlflow ui` run
+            from a terminal on its database (nothing is deleted; the message names the process).
+    """
+    folder = config.workspace(name)
+    if config.remote_tracking_uri() is None:
+        _refuse_foreign_holders(folder)
+        _empty(folder, SETUPS)
+        folder.mkdir(parents=True)
+    return folder
+
+
+def stop_all(root: Path | None = None) -> list[str]:
+    """Stop every setup of every workspace under the workspace root; returns what was stopped."""
+    root = root or config.workspace_root()
+    stopped = []
+    for state_file in sorted(root.glob("*/*/state.json")):
+        setup, workspace = state_file.parent.name, state_file.parent.parent
+        if setup in SETUPS and stop(setup, workspace):
+            stopped.append(f"{workspace.name}/{setup}")
+    return stopped
