@@ -27,6 +27,7 @@ from mlflow_series.servers.process import (
     _process,
     display_path,
     group_members,
+    listener_is_ours,
     log_tail,
     server_env,
     stop_group,
@@ -275,9 +276,12 @@ class _Launcher:
     def wait_ready(self, role: str, proc: Any, check: Any, timeout: float = READY_TIMEOUT) -> None:
         """Wait until check() is true; raise with the log's tail if the process exits or stalls."""
         log = Path(self.state["logs"][role])
+        port = self.state["ports"].get(role)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if check():
+            # Another program may have taken the port in the same instant (two notebooks starting
+            # at once): its answer is not ours, and our server is about to exit on the clash.
+            if check() and (port is None or listener_is_ours(proc.pid, port) is not False):
                 return
             code = proc.poll()
             if code is not None:
@@ -359,15 +363,26 @@ def _mlflow_server(
 
     Raises:
         ServerError: the server exits, does not answer within READY_TIMEOUT s, or refuses a Host
-            it was told to accept.
+            it was told to accept; when it refuses a store made by an older MLflow, the message
+            names `make upgrade` (see :mod:`mlflow_series.servers.upgrade`).
     """
     extra = extra_hosts(port, allowed_hosts)
     cmd = [sys.executable, "-m", "mlflow", verb, *args, *allowed_hosts_arg(extra)]
     cmd += ["--host", HOST, "--port", str(port), "--workers", "1"]
+    log = launcher.folder / "logs" / "mlflow.log"
+    offset = log.stat().st_size if log.exists() else 0  # this start's output begins here
     proc = launcher.spawn("mlflow", cmd, env, **kw)
     launcher.state["ports"]["mlflow"] = port
     url = f"http://{HOST}:{port}"
-    launcher.wait_ready("mlflow", proc, lambda: api_status(url) in (200, 401))
+    try:
+        launcher.wait_ready("mlflow", proc, lambda: api_status(url) in (200, 401))
+    except ServerError as exc:
+        from mlflow_series.servers.upgrade import schema_refusal  # imports this module
+
+        refusal = schema_refusal(launcher.state["setup"], launcher.folder, log, offset)
+        if refusal is None:
+            raise
+        raise refusal from exc
     for host in (h for h in extra if "*" not in h):
         if (status := api_status(url, host)) not in (200, 401):
             raise ServerError(
@@ -386,9 +401,22 @@ def _start(setup: str, workspace: str | Path | None, watch: bool, body: Any) -> 
     if (stack := running(setup, workspace)) is not None:
         return stack
     folder = _folder(workspace, setup)
-    launcher = _Launcher(setup, folder, watch)
-    try:
-        return body(launcher, folder)
-    except BaseException:
-        launcher.fail()
-        raise
+    for attempt in range(PORT_CLASH_ATTEMPTS):
+        launcher = _Launcher(setup, folder, watch)
+        try:
+            return body(launcher, folder)
+        except ServerError as exc:
+            launcher.fail()
+            if (
+                "address already in use" not in str(exc).lower()
+                or attempt + 1 == PORT_CLASH_ATTEMPTS
+            ):
+                raise
+        except BaseException:
+            launcher.fail()
+            raise
+    raise AssertionError("unreachable")
+
+
+#: Starts tried when another program takes a chosen port before our server binds it.
+PORT_CLASH_ATTEMPTS = 3

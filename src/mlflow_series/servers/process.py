@@ -141,6 +141,27 @@ def stop_group(pgid: int, sig: int = signal.SIGTERM, grace: float = STOP_GRACE) 
             child.wait(timeout=grace)  # reap it: it was our child
 
 
+def listener_is_ours(pid: int, port: int) -> bool | None:
+    """True if the process `pid`, its group or its children listen on 127.0.0.1:port; False if
+    another process does (or none); None when this system does not say (e.g. macOS without root).
+    """
+    try:
+        listeners = [
+            conn
+            for conn in psutil.net_connections(kind="tcp")
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port
+        ]
+    except (psutil.AccessDenied, PermissionError):
+        return None
+    if any(conn.pid is None for conn in listeners):
+        return None  # a process of another user: its pid is hidden
+    ours = {pid}
+    with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+        ours.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+        ours.update(proc.pid for proc in group_members(os.getpgid(pid)))
+    return any(conn.pid in ours for conn in listeners)
+
+
 def _http_ok(url: str, timeout: float = 1.0) -> bool:
     """True if a GET on url answers 200."""
     try:

@@ -95,6 +95,16 @@ def _pg_init(data: Path, log: Path) -> None:
         )
 
 
+def _spawn_postgres(launcher: _Launcher, folder: Path, port: int) -> subprocess.Popen:
+    """Start PostgreSQL on the setup's data folder (created on first use), loopback only."""
+    data = _pg_data_dir(folder)
+    _pg_init(data, folder / "logs" / "postgres.log")
+    cmd = [str(_pg_bin() / "postgres"), "-D", str(data), "-p", str(port)]
+    cmd += ["-c", f"listen_addresses={HOST}", "-c", "unix_socket_directories="]
+    cmd += ["-c", "max_connections=40"]
+    return launcher.spawn("postgres", cmd, server_env(), cwd="/", **_pg_user())
+
+
 def _pg_ready(port: int) -> bool:
     import psycopg2
 
@@ -171,24 +181,10 @@ def start_remote(
     """Start (or reuse) PostgreSQL + the S3 store + a tracking server that proxies artifacts."""
 
     def body(launcher: _Launcher, folder: Path) -> Stack:
-        logs = folder / "logs"
         pg_port = pick_port(PORTS["postgres"])
         s3_port = pick_port(PORTS["s3"], {pg_port})
         taken = {pg_port, s3_port}
-        data = _pg_data_dir(folder)
-        _pg_init(data, logs / "postgres.log")
-        postgres = _pg_bin() / "postgres"
-        pg_cmd = [
-            str(postgres),
-            "-D",
-            str(data),
-            "-p",
-            str(pg_port),
-            "-c",
-            f"listen_addresses={HOST}",
-        ]
-        pg_cmd += ["-c", "unix_socket_directories=", "-c", "max_connections=40"]
-        pg = launcher.spawn("postgres", pg_cmd, server_env(), cwd="/", **_pg_user())
+        pg = _spawn_postgres(launcher, folder, pg_port)
         s3_cmd = [sys.executable, "-m", "mlflow_series.s3store", "--host", HOST]
         s3_cmd += ["--port", str(s3_port), "--data", str(folder / "s3")]
         s3_cmd += ["--accept-loss"] if accept_loss else []
