@@ -145,3 +145,43 @@ def test_notebook_has_exercises_with_collapsed_solutions(path: Path):
     for cell in solutions:
         assert cell.cell_type == "code" and cell.source.startswith("# Solution")
         assert cell.metadata.get("jupyter", {}).get("source_hidden") is True
+
+
+def _twice(tmp_path: Path, *sources: str) -> list[str]:
+    """What nbtools.run_twice finds in a notebook of these code cells."""
+    return nbtools.run_twice(_notebook(tmp_path, [_code(source, None) for source in sources]))
+
+
+def test_cells_safe_to_run_twice_pass_the_twice_run(tmp_path):
+    found = _twice(tmp_path, "runs = []", "runs.append(1)\nnewest = runs[-1]", "print(newest)")
+    assert found == []
+
+
+def test_a_cell_that_fails_on_its_second_run_is_reported(tmp_path):
+    # the pattern of the bug: unpacking a search that each run of the cell makes longer
+    search = "models.append('m')\nprint(len(models), 'found')\n[model] = models"
+    found = _twice(tmp_path, "models = []", search, "x = 1")
+    assert len(found) == 1, found
+    summary, printed = found[0].splitlines()
+    assert summary.startswith("01_example.ipynb: cell 1 (code cell 2), run 2: ValueError: ")
+    assert "too many values to unpack" in summary
+    assert printed == "    2 found"  # what the cell printed, to show why it failed
+
+
+def test_a_warning_on_the_second_run_is_reported(tmp_path):
+    source = (
+        "import warnings\nif 'seen' in dir():\n    warnings.warn('again', FutureWarning)\nseen = 1"
+    )
+    found = _twice(tmp_path, source)
+    assert len(found) == 1, found
+    assert found[0].startswith("01_example.ipynb: cell 0 (code cell 1), run 2: a warning")
+    assert "FutureWarning: again" in found[0]
+
+
+def test_the_twice_command_runs_in_the_notebooks_folder_and_fails(tmp_path, capsys):
+    source = "from pathlib import Path\nPath('marker.txt').touch(exist_ok=False)"
+    path = _notebook(tmp_path, [_code(source, None)])
+    assert nbtools.main(["twice", str(path)]) == 1
+    assert (tmp_path / "marker.txt").is_file()
+    out = capsys.readouterr().out
+    assert out.startswith("01_example.ipynb: cell 0 (code cell 1), run 2: FileExistsError: "), out

@@ -4,6 +4,8 @@
                                                         record cell timings, then clean
 ``python -m mlflow_series.nbtools clean [NOTEBOOK ...]``  normalise metadata, keep outputs
 ``python -m mlflow_series.nbtools check [NOTEBOOK ...]``  list what would fail the tests
+``python -m mlflow_series.nbtools twice [NOTEBOOK ...]``  run each code cell twice in a row
+                                                        (1, 1, 2, 2, ...); list what broke
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ WARNING_TEXT = re.compile(r"(\w*Warning\b|Traceback \(most recent call last\))")
 IGNORE_MARKER = "# NBVAL_IGNORE_OUTPUT"
 #: A cell measured slower than this needs a "**Heads-up**" line in the markdown cell before it.
 HEADS_UP_SECONDS = 10.0
+#: What a re-run must not print: a warning (``FutureWarning``, a logged ``WARNING``) or a traceback.
+RERUN_TROUBLE = re.compile(r"(\w*Warning\b|\bWARNING\b|Traceback \(most recent call last\))")
 
 
 def notebooks(paths: list[str] | None = None) -> list[Path]:
@@ -121,19 +125,23 @@ def _cell_seconds(cell: Any) -> float | None:
     return (parse(end) - parse(start)).total_seconds()
 
 
-def run(path: Path, timeout: int = 300) -> dict[str, Any]:
-    """Execute a notebook from a fresh kernel in its folder, save it clean; returns its timings."""
+def _client(nb: Any, path: Path, timeout: int) -> Any:
+    """An nbclient NotebookClient on the `python3` kernel, working in the notebook's folder."""
     from nbclient import NotebookClient
 
-    nb = nbformat.read(path, as_version=4)
-    started = time.monotonic()
-    client = NotebookClient(
+    return NotebookClient(
         nb,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
     )
-    client.execute()
+
+
+def run(path: Path, timeout: int = 300) -> dict[str, Any]:
+    """Execute a notebook from a fresh kernel in its folder, save it clean; returns its timings."""
+    nb = nbformat.read(path, as_version=4)
+    started = time.monotonic()
+    _client(nb, path, timeout).execute()
     cells = [_cell_seconds(c) for c in nb.cells if c.cell_type == "code" and c.source.strip()]
     timings = {
         "total_s": round(time.monotonic() - started, 1),
@@ -141,6 +149,76 @@ def run(path: Path, timeout: int = 300) -> dict[str, Any]:
     }
     path.write_text(dumps(clean(nb)))
     return timings
+
+
+def _code_cells(nb: Any) -> list[tuple[int, Any]]:
+    """The non-empty code cells of a notebook, with their index in `nb.cells`."""
+    return [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
+
+
+def _printed_tail(cell: Any, lines: int = 12) -> str:
+    """The last lines a failing cell printed, indented, to show why it failed ("" if none)."""
+    printed = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    tail = printed.strip().splitlines()[-lines:]
+    return "".join(f"\n    {line}" for line in tail)
+
+
+def rerun_trouble(cell: Any) -> list[str]:
+    """Error outputs, tracebacks and warnings among the outputs of one executed code cell.
+
+    Only these count: a cell run twice may print other values the second time (a new run id, an
+    "Overwriting" instead of a "Writing"), so outputs are never compared with the committed ones.
+    """
+    found = []
+    for output in cell.outputs:
+        if output.output_type == "error":
+            found.append(f"an error output ({output.ename}: {output.evalue})")
+            continue
+        data = {k: v for k, v in output.get("data", {}).items() if not k.startswith("image/")}
+        body = output.get("text", "") + "".join(str(v) for v in data.values())
+        match = RERUN_TROUBLE.search(body)
+        is_traceback = match and match.group(0).startswith("Traceback")
+        if match and (output.get("name") == "stderr" or is_traceback):
+            line = next(ln for ln in body.splitlines() if match.group(0) in ln)
+            found.append(f"a warning or traceback: {line.strip()[:160]}")
+    return found
+
+
+def run_twice(path: Path, timeout: int = 300) -> list[str]:
+    """Execute every code cell twice in a row (1, 1, 2, 2, ...) in one fresh kernel.
+
+    Checks CONTRIBUTING's promise that every cell is safe to run twice (presenters often run a
+    cell again). The kernel and working directory are those of `run` (the `python3` kernel, in
+    the notebook's folder); the notebook file is not changed.
+
+    Returns one line per problem, naming the notebook, the cell (its index in the notebook's
+    cells, then its number among the code cells, as `check` counts them), the run (1 or 2) and
+    what went wrong (for an exception, followed by the last lines the cell printed, indented);
+    [] when every cell survived its re-run. The first cell that raises, times out (after
+    `timeout` seconds) or kills the kernel ends the run: later cells would only fail because
+    of it.
+    """
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    nb = nbformat.read(path, as_version=4)
+    client = _client(nb, path, timeout)
+    found: list[str] = []
+    with client.setup_kernel():
+        for number, (index, cell) in enumerate(_code_cells(nb), start=1):
+            for attempt in (1, 2):
+                where = f"{path.name}: cell {index} (code cell {number}), run {attempt}"
+                try:
+                    client.execute_cell(cell, index)
+                except CellExecutionError as error:
+                    message = (error.evalue or "").strip().splitlines()
+                    summary = f"{where}: {error.ename}: {message[0] if message else ''}"
+                    return [*found, summary + _printed_tail(cell)]
+                except CellTimeoutError:
+                    return [*found, f"{where}: timed out after {timeout} s"]
+                except DeadKernelError:
+                    return [*found, f"{where}: the kernel died"]
+                found += [f"{where}: {problem}" for problem in rerun_trouble(cell)]
+    return found
 
 
 def save_timings(new: dict[str, dict[str, Any]]) -> None:
@@ -153,7 +231,7 @@ def save_timings(new: dict[str, dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(prog="python -m mlflow_series.nbtools", description=__doc__)
-    parser.add_argument("action", choices=["run", "clean", "check"])
+    parser.add_argument("action", choices=["run", "clean", "check", "twice"])
     parser.add_argument(
         "paths", nargs="*", help="notebooks (default: every notebook of the series)"
     )
@@ -165,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
             save_timings({path.name: timings})
             slowest = max((s for s in timings["cells_s"] if s is not None), default=0)
             print(f"{path.name}: {timings['total_s']} s, slowest cell {slowest} s")
+        elif args.action == "twice":
+            for problem in run_twice(path):
+                print(problem)
+                status = 1
         elif args.action == "clean":
             nb = nbformat.read(path, as_version=4)
             path.write_text(dumps(clean(nb)))
