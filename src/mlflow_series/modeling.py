@@ -12,7 +12,8 @@ them), and both are deterministic: two fits on the same data predict the same va
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mlflow_series import config
@@ -33,7 +34,7 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 #: Defaults of the gradient-boosting model; keyword arguments of make_gradient_boosting override.
 GRADIENT_BOOSTING_DEFAULTS: dict[str, Any] = {
@@ -49,6 +50,58 @@ GRADIENT_BOOSTING_DEFAULTS: dict[str, Any] = {
 #: 0.15 s fit take up to 6 s; one thread is as fast when the machine is idle, and steady under load.
 OPENMP_THREADS = 1
 threadpool_limits(limits=OPENMP_THREADS, user_api="openmp")
+
+#: Prefixes of the environment variables that decide how floats are computed, down to the last
+#: bits of a prediction: the BLAS library's kernel and threads (OpenBLAS, its GotoBLAS names, MKL,
+#: BLIS, Apple's vecLib), OpenMP's threads (GNU, Intel) and numpy's SIMD level (NPY_DISABLE_CPU_
+#: FEATURES). None holds a credential. The names come from each library's documentation.
+NUMERIC_ENV_PREFIXES = (
+    "OPENBLAS_",
+    "GOTO_",
+    "MKL_",
+    "BLIS_",
+    "VECLIB_",
+    "OMP_",
+    "GOMP_",
+    "KMP_",
+    "NPY_",
+)
+
+
+def numeric_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The numeric settings (names starting with NUMERIC_ENV_PREFIXES) of an environment.
+
+    Pass them to any process started with a scrubbed environment, so that it computes with the
+    same BLAS kernel, thread counts and SIMD level as its parent. `environ` defaults to this
+    process's environment; the result may be empty.
+    """
+    environ = os.environ if environ is None else environ
+    return {key: value for key, value in environ.items() if key.startswith(NUMERIC_ENV_PREFIXES)}
+
+
+def numeric_setup() -> dict[str, Any]:
+    """How this process computes floats, as threadpoolctl and numpy report it.
+
+    Returns a dict with "blas": one {"library", "kernel", "threads"} per BLAS library loaded
+    (numpy and scipy each bring an OpenBLAS; "kernel" is OpenBLAS's architecture, e.g.
+    "Haswell"), sorted by library file name, and "numpy_simd": the SIMD target numpy's float64
+    exp runs on (e.g. "X86_V4"), the inverse of the models' log scale.
+    """
+    blas = [
+        {
+            "library": os.path.basename(pool["filepath"]),
+            "kernel": pool.get("architecture"),
+            "threads": pool["num_threads"],
+        }
+        for pool in threadpool_info()
+        if pool["user_api"] == "blas"
+    ]
+    [exp_targets] = np.lib.introspect.opt_func_info("^exp$", "float64")["exp"].values()
+    return {
+        "blas": sorted(blas, key=lambda pool: pool["library"]),
+        "numpy_simd": exp_targets["current"],
+    }
+
 
 #: Types that skops (MLflow's default format for scikit-learn models) does not trust by default
 #: but the gradient-boosting model contains: pass them as `mlflow.sklearn.log_model(...,
