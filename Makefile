@@ -8,7 +8,7 @@ NB ?=
 PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=180
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test test-unit test-notebooks notebooks lint format toc slides screenshots data bench server server-down remote-up remote-down clean distclean
+.PHONY: help setup lab test test-unit test-notebooks test-twice test-numeric test-stray-env test-external notebooks lint format toc slides screenshots data bench server server-down remote-up remote-down upgrade test-upgrade clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,22 @@ test-unit: setup ## Run the unit tests only
 
 test-notebooks: setup ## Run the notebooks under strict nbval only (NB=notebooks/01_x.ipynb for one)
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_NOTEBOOKS) $(or $(NB),notebooks)
+
+test-twice: setup ## Run the notebooks with each code cell run twice in a row; fails on any error (NB=... for one)
+	MLFLOW_SERIES_TWICE=1 NB="$(NB)" $(BIN)/pytest -n 2 --dist load tests/twice
+
+test-numeric: setup ## Run the notebooks under strict nbval with another BLAS kernel, thread count and numpy SIMD level (NB=... for one)
+	$(BIN)/python scripts/numeric_setup.py $(BIN)/pytest -n 2 --dist loadfile $(PYTEST_NOTEBOOKS) tests/test_numeric.py $(or $(NB),notebooks)
+
+test-stray-env: setup ## Run notebooks 01 and 05 under strict nbval with every stray MLflow setting set
+	$(BIN)/python -m pytest -p tests.nbval_stray_env -n 2 --dist loadfile $(PYTEST_NOTEBOOKS) \
+		notebooks/01_local_tracking.ipynb notebooks/05_model_registry.ipynb
+
+test-upgrade: setup ## Upgrade local and team stores written by an older MLflow (builds it in .old-mlflow/ once; minutes)
+	MLFLOW_SERIES_UPGRADE=1 $(BIN)/pytest -n 2 --dist load tests/upgrade
+
+test-external: setup ## Run notebooks 02-05 against mlflow servers started outside the helpers (plain, basic auth); fails on any error
+	MLFLOW_SERIES_EXTERNAL=1 $(BIN)/pytest -n 2 --dist loadgroup tests/external
 
 notebooks: setup ## Re-execute notebooks in place (NB=... for one), record timings, clean metadata
 	$(BIN)/python -m mlflow_series.nbtools run $(NB)
@@ -77,10 +93,13 @@ remote-up: setup ## Start the remote-style stack (PostgreSQL + S3 store + tracki
 remote-down: setup ## Stop the remote-style stack (data stays; RESET=1 deletes it; WORKSPACE=name picks one)
 	$(BIN)/python -m mlflow_series.servers down remote $(if $(WORKSPACE),--workspace $(WORKSPACE)) $(if $(RESET),--reset)
 
+upgrade: setup ## Upgrade the kept local and team stores to the pinned MLflow (backup first; SETUP=local|remote, WORKSPACE=name)
+	$(BIN)/python -m mlflow_series.servers upgrade $(or $(SETUP),all) $(if $(WORKSPACE),--workspace $(WORKSPACE))
+
 clean: ## Stop every server, remove workspaces and caches (keeps .venv)
 	-@test -x $(BIN)/python && $(BIN)/python -m mlflow_series.servers down all; true
 	rm -rf workspace .pytest_cache .ruff_cache bench-results slides
-	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print -exec rm -rf {} +
+	find . \( -path ./$(VENV) -o -path ./.old-mlflow \) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print -exec rm -rf {} +
 
-distclean: clean ## Also remove the virtual environment
-	rm -rf $(VENV) src/*.egg-info
+distclean: clean ## Also remove the virtual environments (.venv, and .old-mlflow of make test-upgrade)
+	rm -rf $(VENV) .old-mlflow src/*.egg-info

@@ -204,3 +204,19 @@ def test_the_ui_needs_a_database_first(root):
     config.workspace("01_local_tracking")
     with pytest.raises(servers.ServerError, match="No MLflow database"):
         servers.start_ui("01_local_tracking")
+
+
+def test_a_real_server_leaves_the_local_workspace_emptied_all_the_same(root, monkeypatch):
+    """Notebook 01 always logs locally: with a real server named, its old runs must still go."""
+    folder = config.workspace("01_local_tracking")
+    make_store(folder)
+    monkeypatch.setenv(config.REMOTE_URI_VAR, "https://mlflow.example.com")
+    assert servers.fresh_workspace("01_local_tracking") == folder
+    assert list(folder.iterdir()) == []
+
+
+def test_the_ui_is_local_even_with_a_real_server_named(root, monkeypatch):
+    config.workspace("01_local_tracking")
+    monkeypatch.setenv(config.REMOTE_URI_VAR, "http://127.0.0.1:9")  # would not answer
+    with pytest.raises(servers.ServerError, match="No MLflow database"):
+        servers.start_ui("01_local_tracking")

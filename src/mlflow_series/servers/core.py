@@ -396,7 +396,8 @@ def _mlflow_server(
 
 def _start(setup: str, workspace: str | Path | None, watch: bool, body: Any) -> Stack:
     """Common frame of every start: external server, reuse, launch, clean up on failure."""
-    if setup != "serve" and (stack := _external(setup)) is not None:
+    # The model server and notebook 01's UI are always local, even with a real tracking server.
+    if setup not in ("serve", "ui") and (stack := _external(setup)) is not None:
         return stack
     if (stack := running(setup, workspace)) is not None:
         return stack

@@ -58,18 +58,17 @@ def fresh_workspace(name: str) -> Path:
     """A notebook's workspace emptied for a reproducible run: its servers stopped, its files gone.
 
     Processes the series started that still use the folder (servers, an `mlflow ui`) are
-    stopped first. With MLFLOW_SERIES_TRACKING_URI set nothing is deleted: the workspace is only
-    created.
+    stopped first. Only this local folder is emptied: with MLFLOW_SERIES_TRACKING_URI set, nothing
+    on that server is touched (notebook 01's local store, downloads and scripts are still local).
 
     Raises:
         ServerError: a process the series did not start uses the folder, e.g. an `mlflow ui` run
             from a terminal on its database (nothing is deleted; the message names the process).
     """
     folder = config.workspace(name)
-    if config.remote_tracking_uri() is None:
-        _refuse_foreign_holders(folder)
-        _empty(folder, SETUPS)
-        folder.mkdir(parents=True)
+    _refuse_foreign_holders(folder)
+    _empty(folder, SETUPS)
+    folder.mkdir(parents=True)
     return folder
 
 
