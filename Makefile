@@ -8,7 +8,7 @@ NB ?=
 PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=180
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test test-unit test-notebooks test-twice test-numeric test-stray-env test-external notebooks lint format toc slides screenshots data bench server server-down remote-up remote-down upgrade test-upgrade clean distclean
+.PHONY: help setup lab test test-hold test-unit test-notebooks test-twice test-numeric test-stray-env test-external notebooks lint format toc slides screenshots data bench server server-down remote-up remote-down upgrade test-upgrade clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +29,8 @@ lab: setup ## Open JupyterLab on the notebooks
 
 test: setup ## Run the unit tests and every notebook under strict nbval (what CI runs)
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_NOTEBOOKS) tests notebooks
+
+test-hold: test-numeric test-twice test-stray-env test-external test-upgrade ## The slow proofs CI runs after make test: another numeric setup, every cell twice, stray settings, real servers, an MLflow upgrade
 
 test-unit: setup ## Run the unit tests only
 	$(BIN)/pytest -n 2 --dist loadfile tests
