@@ -8,6 +8,7 @@ any other process is named, with how to stop it, before anything is deleted.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,9 +52,14 @@ def make_store(folder: Path) -> None:
 def foreign(cmd: list[str], cwd: Path) -> subprocess.Popen:
     """A process started outside the helpers (no series mark in its environment)."""
     env = {k: v for k, v in os.environ.items() if k != process.SERIES_MARK}
-    env.update(config.QUIET_ENV)
+    env.update(config.QUIET_ENV, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     return subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # stopped as a group, workers included
     )
 
 
@@ -177,8 +183,7 @@ def test_restart_and_run_all_with_a_terminal_ui_open_names_it(root):
         assert "Nothing was deleted" in message and f"kill {ui.pid}" in message
         assert (folder / "mlflow.db").is_file()
     finally:
-        ui.terminate()
-        ui.wait(timeout=30)
+        servers.stop_group(ui.pid)
 
 
 @pytest.mark.slow
@@ -220,3 +225,43 @@ def test_the_ui_is_local_even_with_a_real_server_named(root, monkeypatch):
     monkeypatch.setenv(config.REMOTE_URI_VAR, "http://127.0.0.1:9")  # would not answer
     with pytest.raises(servers.ServerError, match="No MLflow database"):
         servers.start_ui("01_local_tracking")
+
+
+def test_reset_stops_what_the_setups_state_records(root):
+    """reset() stops the recorded processes in order, not only the ones found holding files."""
+    ws = config.workspace("02_x")
+    folder = ws / "serve"
+    (folder / "logs").mkdir(parents=True)
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True, cwd=root.parent)
+    state = {
+        "setup": "serve",
+        "pids": {"serve": sleeper.pid},
+        "create_times": {"serve": psutil.Process(sleeper.pid).create_time()},
+        "ports": {},
+        "logs": {},
+        "info": {},
+        "ready": True,
+        "owner": None,
+    }
+    (folder / "state.json").write_text(json.dumps(state))
+    try:
+        servers.reset("serve", ws)
+        assert sleeper.wait(timeout=10) is not None
+        assert not folder.exists()
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+
+
+def test_a_shell_whose_working_directory_is_inside_does_not_block(root):
+    """Only processes that serve or hold files block; a terminal `cd`-ed into the folder does
+    not (deleting the folder under it is harmless)."""
+    folder = config.workspace("01_y")
+    shell = foreign(["sleep", "60"], cwd=folder)
+    try:
+        assert [h.pid for h in servers.find_holders(folder)] == [shell.pid]
+        assert servers.fresh_workspace("01_y") == folder
+        assert shell.poll() is None  # left alone
+    finally:
+        shell.kill()
+        shell.wait()

@@ -7,6 +7,7 @@ forwarded port or a reverse proxy, and check the API and the UI page answer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -194,13 +195,12 @@ def test_the_readme_team_command_serves_every_name_it_lists(tmp_path_factory):
         try:
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and server.poll() is None:
-                try:
-                    if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except requests.RequestException:
-                    time.sleep(0.3)
-            assert server.poll() is None, (ws / "vm-server.log").read_text()[-3000:]
+            ready = False
+            while not ready and time.monotonic() < deadline and server.poll() is None:
+                with contextlib.suppress(requests.RequestException):
+                    ready = requests.get(f"{url}/health", timeout=2).status_code == 200
+                time.sleep(0.3)
+            assert ready, (ws / "vm-server.log").read_text()[-3000:]
             admin = ("admin", "admin-password-of-the-team")
             # the browser through the proxy, with and without the port; the VM's own clients
             for host in ("mlflow.example.com", "mlflow.example.com:443", None):

@@ -23,6 +23,7 @@ from mlflow_series import config
 
 import nbformat
 import pytest
+import requests
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -42,6 +43,39 @@ CASES = [
     for name in NOTEBOOKS
     for kind in SERVERS
 ]
+
+
+#: The experiment each notebook logs to, where its runs must appear on the real server.
+EXPERIMENT_OF = {
+    "02_tracking_server": config.EXPERIMENTS["search"],
+    "03_remote_style_server": config.EXPERIMENTS["team"],
+    "04_models": config.EXPERIMENTS["models"],
+    "05_model_registry": config.EXPERIMENTS["registry"],
+}
+
+
+def run_count(server: dict[str, Any], experiment: str) -> int:
+    """How many runs the real server holds in an experiment (0 if it does not exist yet)."""
+    auth = (server["username"], server["password"]) if "username" in server else None
+    api = f"{server['url']}/api/2.0/mlflow"
+    found = requests.get(
+        f"{api}/experiments/get-by-name",
+        params={"experiment_name": experiment},
+        auth=auth,
+        timeout=30,
+    )
+    if found.status_code == 404:
+        return 0
+    found.raise_for_status()
+    experiment_id = found.json()["experiment"]["experiment_id"]
+    total, token = 0, None
+    while True:
+        body = {"experiment_ids": [experiment_id], "max_results": 1000, "page_token": token}
+        page = requests.post(f"{api}/runs/search", json=body, auth=auth, timeout=30).json()
+        total += len(page.get("runs", []))
+        token = page.get("next_page_token")
+        if not token:
+            return total
 
 
 def first_error(cell: Any) -> str | None:
@@ -114,11 +148,18 @@ def test_notebook_runs_against_a_real_server(
 ):
     path = config.REPO_ROOT / "notebooks" / f"{name}.ipynb"
     problems = []
+    counts = [run_count(server_env, EXPERIMENT_OF[name])]
     for attempt in range(1, ROUNDS[kind] + 1):
         problem = execute(path)
         if problem is not None:
             problems.append(f"{path.name} against the {kind} server, run {attempt}: {problem}")
             break
+        counts.append(run_count(server_env, EXPERIMENT_OF[name]))
+        if counts[-1] <= counts[-2]:  # the notebook logged elsewhere (e.g. a server of its own)
+            problems.append(
+                f"{path.name} against the {kind} server, run {attempt}: no new run reached "
+                f"experiment {EXPERIMENT_OF[name]!r} on that server ({counts[-2]} -> {counts[-1]})"
+            )
     mark = os.environ[KERNEL_MARK_VAR]
     left = find_leftovers(KERNEL_MARK_VAR, mark, {os.getpid()})
     problems += [f"still running after {path.name} ({kind}), killed: {line}" for line in left]

@@ -212,11 +212,16 @@ def stop(setup: str, workspace: str | Path | None = None) -> bool:
     return True
 
 
+class PortClash(ServerError):
+    """Another program took a chosen port before our server bound it: start again elsewhere."""
+
+
 class _Launcher:
     """Starts the processes of one setup, recording each in the state file as it goes."""
 
     def __init__(self, setup: str, folder: Path, watch: bool) -> None:
         self.folder = folder
+        self.offsets: dict[str, int] = {}  # where each server's output of this start begins
         self.state: dict[str, Any] = {
             "setup": setup,
             "pids": {},
@@ -254,6 +259,7 @@ class _Launcher:
     def spawn(self, role: str, cmd: list[str], env: dict[str, str], **kwargs: Any) -> Any:
         """Start one server in its own process group, output to logs/<role>.log."""
         log = self.folder / "logs" / f"{role}.log"
+        self.offsets[role] = log.stat().st_size if log.exists() else 0  # this start's output
         with open(log, "ab") as out:
             out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
             out.flush()
@@ -285,6 +291,10 @@ class _Launcher:
                 return
             code = proc.poll()
             if code is not None:
+                with open(log, "rb") as handle:
+                    handle.seek(self.offsets.get(role, 0))
+                    if b"address already in use" in handle.read().lower():
+                        raise PortClash(f"{role} found its port taken while starting")
                 raise ServerError(
                     f"{role} exited with code {code} while starting. "
                     f"Last lines of {display_path(log)}:\n{log_tail(log)}"
@@ -406,12 +416,9 @@ def _start(setup: str, workspace: str | Path | None, watch: bool, body: Any) -> 
         launcher = _Launcher(setup, folder, watch)
         try:
             return body(launcher, folder)
-        except ServerError as exc:
+        except PortClash:
             launcher.fail()
-            if (
-                "address already in use" not in str(exc).lower()
-                or attempt + 1 == PORT_CLASH_ATTEMPTS
-            ):
+            if attempt + 1 == PORT_CLASH_ATTEMPTS:
                 raise
         except BaseException:
             launcher.fail()

@@ -20,6 +20,9 @@ from mlflow_series.servers.process import SERIES_MARK, display_path, stop_group
 
 import psutil
 
+#: How a process uses a folder when only its working directory lies inside (it serves no file).
+WORKING_DIRECTORY = "working directory inside it"
+
 
 @dataclass(frozen=True)
 class Holder:
@@ -55,7 +58,7 @@ def _how(proc: psutil.Process, root: str) -> str | None:
     """How a process uses the folder (working directory, command line, open file), or None."""
     with contextlib.suppress(psutil.Error):
         if _inside(proc.cwd(), root):
-            return "working directory inside it"
+            return WORKING_DIRECTORY
     with contextlib.suppress(psutil.Error):
         if _mentions(proc.cmdline(), root):
             return "names it on its command line"

@@ -250,7 +250,7 @@ def schema_refusal(setup: str, folder: Path, log: Path, offset: int = 0) -> Serv
 def _backup_sqlite(db: Path, dest: Path) -> None:
     """A consistent copy of a SQLite database (sqlite3's online backup API), checked."""
     partial = dest.with_name(dest.name + ".partial")
-    src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    src = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
     try:
         dst = sqlite3.connect(partial)
         try:
@@ -426,10 +426,12 @@ def upgrade(setup: str, workspace: str | Path | None = None) -> UpgradeReport:
     if setup not in UPGRADABLE:
         raise ValueError(f"upgrade {setup!r}: only {' and '.join(UPGRADABLE)} keep their data")
     folder = _folder(workspace, setup)
-    was_running = stop(setup, workspace)
-    for path in {folder, _pg_data_dir(folder) if setup == "remote" else folder}:
-        release(path)  # e.g. a server of the series whose state file was lost
+    paths = {folder, _pg_data_dir(folder) if setup == "remote" else folder}
+    for path in paths:  # before anything is stopped: a refusal changes nothing
         _refuse_other_users(path)
+    was_running = stop(setup, workspace)
+    for path in paths:
+        release(path)  # e.g. a server of the series whose state file was lost
     report = _upgrade_local(folder) if setup == "local" else _upgrade_remote(folder)
     report.was_running = was_running
     return report

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mlflow_series import config
 from mlflow_series.servers.core import SETUPS, _folder, stop
-from mlflow_series.servers.holders import find_holders, release
+from mlflow_series.servers.holders import WORKING_DIRECTORY, find_holders, release
 from mlflow_series.servers.process import ServerError, display_path
 from mlflow_series.servers.team import _pg_data_dir
 
@@ -18,7 +18,8 @@ def _refuse_foreign_holders(folder: Path) -> None:
     Raises:
         ServerError: naming each such process and how to stop it.
     """
-    others = [holder for holder in find_holders(folder) if not holder.series]
+    # A process whose working directory is inside (a terminal `cd`-ed there) serves nothing.
+    others = [h for h in find_holders(folder) if not h.series and h.how != WORKING_DIRECTORY]
     if others:
         listing = "\n".join(f"  {holder}" for holder in others)
         pids = " ".join(str(holder.pid) for holder in others)
@@ -30,15 +31,20 @@ def _refuse_foreign_holders(folder: Path) -> None:
         )
 
 
-def _empty(folder: Path, setups: tuple[str, ...]) -> None:
-    """Stop the setups of a folder and the series' processes still using it, then delete it."""
-    for setup in setups:
-        if (folder / setup / "state.json").exists():
-            stop(setup, folder)
-        pg = _pg_data_dir(folder / setup)
-        if pg.parent.name.startswith("mlflow-series-pg-") and pg.parent.exists():
-            shutil.rmtree(pg.parent)
-    release(folder)  # e.g. a server whose state file was lost
+def _stop_setup(setup_folder: Path) -> None:
+    """Stop the setup kept in `setup_folder` (its state file, if any) and delete PostgreSQL's
+    data when it lives outside the folder (as root, in a private temporary folder)."""
+    if (setup_folder / "state.json").exists():
+        stop(setup_folder.name, setup_folder.parent)
+    pg = _pg_data_dir(setup_folder)
+    if pg.parent.name.startswith("mlflow-series-pg-") and pg.parent.exists():
+        shutil.rmtree(pg.parent)
+
+
+def _delete(folder: Path) -> None:
+    """Stop the series' processes still using `folder` (e.g. a server whose state file was
+    lost), then delete it."""
+    release(folder)
     if folder.exists():
         shutil.rmtree(folder)
 
@@ -51,7 +57,8 @@ def reset(setup: str, workspace: str | Path | None = None) -> None:
     """
     folder = _folder(workspace, setup)
     _refuse_foreign_holders(folder)
-    _empty(folder, (setup,))
+    _stop_setup(folder)
+    _delete(folder)
 
 
 def fresh_workspace(name: str) -> Path:
@@ -67,7 +74,9 @@ def fresh_workspace(name: str) -> Path:
     """
     folder = config.workspace(name)
     _refuse_foreign_holders(folder)
-    _empty(folder, SETUPS)
+    for setup in SETUPS:
+        _stop_setup(folder / setup)
+    _delete(folder)
     folder.mkdir(parents=True)
     return folder
 
