@@ -265,3 +265,23 @@ def test_a_shell_whose_working_directory_is_inside_does_not_block(root):
     finally:
         shell.kill()
         shell.wait()
+
+
+@pytest.mark.slow
+def test_a_running_team_stack_is_the_series_own_even_where_postgres_rewrites_its_environment(
+    root,
+):
+    """PostgreSQL's children reuse their environment area for their titles: they are still the
+    series' processes: for `make remote-up` then a notebook, and for `remote-down RESET=1`."""
+    ws = config.workspace("03_z")
+    stack = servers.start_remote(ws, watch=False)  # as `make remote-up` does
+    procs = [(p.pid, p.create_time()) for p in stack.processes]
+    assert len(procs) > 3
+    assert all(h.series for h in holders.find_holders(ws))
+    servers.fresh_workspace("03_z")
+    assert wait_gone(procs, 5) == []
+    stack = servers.start_remote(ws, watch=False)
+    procs = [(p.pid, p.create_time()) for p in stack.processes]
+    servers.reset("remote", ws)
+    assert wait_gone(procs, 5) == []
+    assert not (ws / "remote").exists()

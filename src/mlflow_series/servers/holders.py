@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,17 +71,27 @@ def _how(proc: psutil.Process, root: str) -> str | None:
 
 
 def _is_series(proc: psutil.Process) -> bool:
-    """True if the series' helpers started the process (its environment carries the mark)."""
+    """True if the series' helpers started the process or one of its ancestors (the environment
+    carries the mark). Ancestors count because some servers overwrite their own environment area:
+    PostgreSQL's children reuse it for their process titles ("postgres: checkpointer")."""
     with contextlib.suppress(psutil.Error):
-        return proc.environ().get(SERIES_MARK) == "1"
+        for each in (proc, *proc.parents()):
+            with contextlib.suppress(psutil.Error):
+                if each.environ().get(SERIES_MARK) == "1":
+                    return True
     return False
 
 
-def find_holders(folder: Path) -> list[Holder]:
+def find_holders(folder: Path, series: Iterable[int] = ()) -> list[Holder]:
     """Every process but this one (and its ancestors) that uses `folder`, sorted by pid.
+
+    Args:
+        series: pids known to be the series' (e.g. recorded in a setup's state file): they and
+            their children count as the series' whatever their environment shows.
 
     Processes this user may not inspect are skipped (on macOS, other users' processes).
     """
+    known = set(series)
     root = str(Path(folder).resolve())
     me = psutil.Process()
     skip = {me.pid, *(parent.pid for parent in me.parents())}
@@ -93,7 +104,8 @@ def find_holders(folder: Path) -> list[Holder]:
             continue
         with contextlib.suppress(psutil.Error):
             command = shlex.join(proc.cmdline()) or proc.name()
-            holders.append(Holder(proc.pid, command, how, _is_series(proc)))
+            ours = bool(known & {proc.pid, *(parent.pid for parent in proc.parents())})
+            holders.append(Holder(proc.pid, command, how, ours or _is_series(proc)))
     return sorted(holders, key=lambda holder: holder.pid)
 
 

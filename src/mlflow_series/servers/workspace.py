@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 from mlflow_series import config
-from mlflow_series.servers.core import SETUPS, _folder, stop
+from mlflow_series.servers.core import SETUPS, _folder, _read_json, stop
 from mlflow_series.servers.holders import WORKING_DIRECTORY, find_holders, release
-from mlflow_series.servers.process import ServerError, display_path
+from mlflow_series.servers.process import ServerError, display_path, group_members
 from mlflow_series.servers.team import _pg_data_dir
+
+import psutil
+
+
+def _alive(pid: int) -> list[psutil.Process]:
+    """The process with this pid, if it runs."""
+    with contextlib.suppress(psutil.Error):
+        return [psutil.Process(pid)]
+    return []
 
 
 def _refuse_foreign_holders(folder: Path) -> None:
@@ -19,7 +29,14 @@ def _refuse_foreign_holders(folder: Path) -> None:
         ServerError: naming each such process and how to stop it.
     """
     # A process whose working directory is inside (a terminal `cd`-ed there) serves nothing.
-    others = [h for h in find_holders(folder) if not h.series and h.how != WORKING_DIRECTORY]
+    recorded = [  # the processes the setups' state files record, and their process groups
+        member.pid
+        for state_file in [*folder.glob("state.json"), *folder.glob("*/state.json")]
+        for pid in (_read_json(state_file) or {}).get("pids", {}).values()
+        for member in [*group_members(pid), *_alive(pid)]
+    ]
+    holders = find_holders(folder, recorded)
+    others = [h for h in holders if not h.series and h.how != WORKING_DIRECTORY]
     if others:
         listing = "\n".join(f"  {holder}" for holder in others)
         pids = " ".join(str(holder.pid) for holder in others)
