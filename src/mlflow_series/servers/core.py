@@ -379,9 +379,8 @@ def _mlflow_server(
     extra = extra_hosts(port, allowed_hosts)
     cmd = [sys.executable, "-m", "mlflow", verb, *args, *allowed_hosts_arg(extra)]
     cmd += ["--host", HOST, "--port", str(port), "--workers", "1"]
-    log = launcher.folder / "logs" / "mlflow.log"
-    offset = log.stat().st_size if log.exists() else 0  # this start's output begins here
     proc = launcher.spawn("mlflow", cmd, env, **kw)
+    log = Path(launcher.state["logs"]["mlflow"])
     launcher.state["ports"]["mlflow"] = port
     url = f"http://{HOST}:{port}"
     try:
@@ -389,7 +388,9 @@ def _mlflow_server(
     except ServerError as exc:
         from mlflow_series.servers.upgrade import schema_refusal  # imports this module
 
-        refusal = schema_refusal(launcher.state["setup"], launcher.folder, log, offset)
+        refusal = schema_refusal(
+            launcher.state["setup"], launcher.folder, log, launcher.offsets["mlflow"]
+        )
         if refusal is None:
             raise
         raise refusal from exc
