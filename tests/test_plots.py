@@ -68,7 +68,7 @@ def test_predicted_vs_actual() -> None:
     )
     assert tick_text(ax.xaxis, 200_000) == tick_text(ax.yaxis, 200_000) == "$200k"
     assert len(ax.collections[0].get_offsets()) == len(ACTUAL)
-    assert tuple(figure.get_size_inches()) == (6.0, 4.0)
+    assert tuple(figure.get_size_inches()) == plots.FIGSIZE
     assert rendered(figure).startswith(b"\x89PNG")
 
 
@@ -168,3 +168,11 @@ def test_price_overview_has_two_panels_in_dollars():
 def test_price_overview_names_a_missing_column():
     with pytest.raises(ValueError, match="Gr_Liv_Area"):
         plots.price_overview(pd.DataFrame({"Sale_Price": [1.0]}))
+
+
+def test_text_is_readable_on_a_projector() -> None:
+    figure = plots.predicted_vs_actual(ACTUAL, PREDICTED, title="Validation")
+    rendered(figure)  # ticks are made when drawn
+    (ax,) = figure.axes
+    texts = [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels(), *ax.get_yticklabels()]
+    assert min(text.get_fontsize() for text in texts) >= 14

@@ -267,7 +267,8 @@ def test_run_page_shows_metrics_and_figure(page: Page, stack: servers.Stack, cas
             timeout=UI_TIMEOUT,
         )
         width, height = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
-        assert (width, height) == (600, 400)  # plots.FIGSIZE (6 x 4 in) at 100 dpi
+        # plots.FIGSIZE (inches) at matplotlib's 100 dpi
+        assert (width, height) == tuple(round(side * 100) for side in plots.FIGSIZE)
         page.screenshot(path=SCREENSHOTS / "ui_figure.png")
 
 

@@ -6,9 +6,13 @@ environment variable, so the same notebooks run on a laptop, in CI and against a
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 #: Set it to a tracking server's URL (e.g. https://mlflow.example.com) to run the notebooks
@@ -40,6 +44,9 @@ QUIET_ENV = {
     # usage telemetry, on by default
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "true",
+    # MLflow's INFO lines ("Creating a new experiment", "Waiting up to 300 seconds ..."): they go
+    # to stderr, which JupyterLab shows on red, so they read as errors; mlflow_info() shows them
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
     # git's "safe.directory" noise when the repo belongs to another user
     "GIT_PYTHON_REFRESH": "quiet",
 }
@@ -178,12 +185,29 @@ def apply_quiet_env() -> None:
         missing = [h for h in ("127.0.0.1", "localhost") if h not in hosts]
         if missing and (hosts or any(os.environ.get(v) for v in PROXY_VARS)):
             os.environ[var] = ",".join(hosts + missing)
+    if "mlflow" in sys.modules:  # imported first: its loggers already read the level
+        logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
     found = stray_settings()
     for name in found:
         del os.environ[name]
     shown = {name: value for name, value in found.items() if value}  # empty: removed silently
     if shown:
         warnings.warn(stray_warning(shown), UserWarning, stacklevel=3)
+
+
+@contextlib.contextmanager
+def mlflow_info() -> Iterator[None]:
+    """Show MLflow's INFO lines inside a `with` block, for a cell that is about one of them.
+
+    Outside such blocks QUIET_ENV keeps MLflow's logger at WARNING (MLFLOW_LOGGING_LEVEL).
+    """
+    logger = logging.getLogger("mlflow")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def git_commit() -> str | None:

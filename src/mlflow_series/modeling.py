@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from importlib.metadata import version
 from typing import Any
 
 from mlflow_series import config
@@ -112,6 +113,30 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.utils.validation.check_array",
 ]
+
+#: The packages a logged model of the series needs to load, pinned to the installed versions.
+REQUIRED_PACKAGES = ("mlflow", "scikit-learn", "pandas", "numpy", "skops")
+
+
+def log_model_speedups(sklearn: bool = True) -> dict[str, list[str]]:
+    """The two optional `log_model` arguments that make logging fast (notebook 01 explains them).
+
+    - ``pip_requirements``: REQUIRED_PACKAGES pinned to the installed versions, so MLflow does not
+      infer them (inference loads the model in a subprocess: seconds per model instead of a
+      tenth of one; `make bench` measures both).
+    - ``skops_trusted_types`` (scikit-learn models only, ``sklearn=True``): SKOPS_TRUSTED_TYPES, the
+      types of the gradient-boosting model that skops does not trust by default.
+
+    Returns:
+        keyword arguments for ``mlflow.sklearn.log_model`` (or, with ``sklearn=False``,
+        ``mlflow.pyfunc.log_model``): ``log_model(model, name="model", **log_model_speedups())``.
+    """
+    options: dict[str, list[str]] = {
+        "pip_requirements": [f"{package}=={version(package)}" for package in REQUIRED_PACKAGES]
+    }
+    if sklearn:
+        options["skops_trusted_types"] = list(SKOPS_TRUSTED_TYPES)
+    return options
 
 
 def _on_log_scale(regressor: RegressorMixin) -> TransformedTargetRegressor:

@@ -33,6 +33,12 @@ MACHINE_PATH = re.compile(
 )
 WARNING_TEXT = re.compile(r"(\w*Warning\b|Traceback \(most recent call last\))")
 IGNORE_MARKER = "# NBVAL_IGNORE_OUTPUT"
+SOLUTION_MARKER = "# Solution"
+#: An exercise's solution: tagged, its code and its outputs folded until the attendee opens them.
+SOLUTION_METADATA = {
+    "tags": ["solution"],
+    "jupyter": {"source_hidden": True, "outputs_hidden": True},
+}
 #: A cell measured slower than this needs a "**Heads-up**" line in the markdown cell before it.
 HEADS_UP_SECONDS = 10.0
 #: What a re-run must not print: a warning (``FutureWarning``, a logged ``WARNING``) or a traceback.
@@ -79,6 +85,8 @@ def problems(path: Path) -> list[str]:
     for index, cell in enumerate(code, start=1):
         where = f"code cell {index}"
         lines = cell.source.splitlines()
+        if lines and lines[0].strip() == SOLUTION_MARKER:
+            found += _solution_problems(where, cell)
         if IGNORE_MARKER in lines:
             after = lines[lines.index(IGNORE_MARKER) + 1 :]
             if not after or not after[0].startswith("#"):
@@ -94,6 +102,22 @@ def problems(path: Path) -> list[str]:
                 found.append(f"{where}: a warning or traceback: {body.strip()[:120]}")
             if match := MACHINE_PATH.search(body):
                 found.append(f"{where}: a machine's absolute path in an output ({match.group(0)})")
+    return found
+
+
+def _solution_problems(where: str, cell: Any) -> list[str]:
+    """What a solution cell lacks to stay folded (code and outputs) until an attendee opens it."""
+    found = []
+    if "solution" not in cell.metadata.get("tags", []):
+        found.append(f"{where}: a solution cell needs the tag `solution`")
+    folded = cell.metadata.get("jupyter", {})
+    missing = [key for key in SOLUTION_METADATA["jupyter"] if not folded.get(key)]
+    if missing:
+        found.append(
+            f"{where}: a solution cell needs metadata "
+            + " and ".join(f"jupyter.{key} = true" for key in missing)
+            + " (its answer stays folded until opened)"
+        )
     return found
 
 

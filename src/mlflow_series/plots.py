@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -18,7 +19,19 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from numpy.typing import ArrayLike
 
-FIGSIZE = (6.0, 4.0)
+FIGSIZE = (7.0, 4.5)
+#: Text sizes readable on a projector from the back of a room: 14 pt at the least. Applied to
+#: matplotlib's defaults when this module is imported (the series' figures are all made here).
+PROJECTOR_FONTS = {
+    "font.size": 14,
+    "axes.titlesize": 16,
+    "axes.labelsize": 14,
+    "xtick.labelsize": 14,
+    "ytick.labelsize": 14,
+    "legend.fontsize": 14,
+    "figure.titlesize": 16,
+}
+matplotlib.rcParams.update(PROJECTOR_FONTS)
 #: Metric names (or their endings, as in "val_rmse") measured in dollars.
 DOLLAR_METRICS = ("rmse", "mae")
 POINT_STYLE = {"s": 12, "alpha": 0.5, "edgecolors": "none"}
@@ -80,7 +93,7 @@ def price_overview(df: pd.DataFrame) -> Figure:
     for column in ("Sale_Price", "Gr_Liv_Area"):
         if column not in df.columns:
             raise ValueError(f"price_overview needs a {column!r} column (use data.load_ames())")
-    figure, (hist, scatter) = _figure(ncols=2, figsize=(10.0, 3.8))
+    figure, (hist, scatter) = _figure(ncols=2, figsize=(12.0, 4.5))
     hist.hist(df["Sale_Price"], bins=50)
     hist.set(xlabel="Sale price", ylabel="Houses", title="Sale prices")
     hist.xaxis.set_major_formatter(DOLLAR_FORMAT)
@@ -209,4 +222,26 @@ def search_results(df: pd.DataFrame, params: list[str], metric: str) -> Figure:
         for ax in axes:
             ax.yaxis.set_major_formatter(DOLLAR_FORMAT)
     figure.suptitle(f"{metric_col.removeprefix('metrics.')} of {len(df)} runs")
+    return figure
+
+
+def learning_curve(curve: dict[int, float], metric: str = "val_rmse") -> Figure:
+    """A model's learning curve: the metric (e.g. the validation RMSE) after each number of trees.
+
+    Args:
+        curve: {number of trees (the step): metric value}, as notebook 01 logs it with `step=`.
+        metric: the metric's name, for the axis label; a name ending in rmse or mae is in dollars.
+    """
+    if not curve:
+        raise ValueError("no points: the curve is empty")
+    steps = sorted(curve)
+    values = np.array([curve[step] for step in steps], dtype=float)
+    figure, (ax,) = _figure()
+    ax.plot(steps, values, marker="o")
+    last = values[-1]
+    label = f"${last:,.0f}" if _is_dollars(metric) else f"{last:.4g}"
+    ax.annotate(label, (steps[-1], last), xytext=(0, 10), textcoords="offset points", ha="right")
+    ax.set(xlabel="Trees (the step)", ylabel=metric, title="Learning curve")
+    if _is_dollars(metric):
+        ax.yaxis.set_major_formatter(DOLLAR_FORMAT)
     return figure
