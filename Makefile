@@ -8,7 +8,7 @@ NB ?=
 PYTEST_NOTEBOOKS := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout=180
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lab test test-hold test-unit test-notebooks test-twice test-numeric test-stray-env test-external notebooks lint format toc slides screenshots data bench server server-down remote-up remote-down upgrade test-upgrade clean distclean
+.PHONY: help setup lab test test-hold test-unit test-notebooks test-twice test-numeric test-stray-env test-external test-kept notebooks lint format toc slides screenshots data bench server server-down remote-up remote-down upgrade test-upgrade clean distclean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,7 +30,7 @@ lab: setup ## Open JupyterLab on the notebooks
 test: setup ## Run the unit tests and every notebook under strict nbval (what CI runs)
 	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_NOTEBOOKS) tests notebooks
 
-test-hold: test-numeric test-twice test-stray-env test-external test-upgrade ## The slow proofs CI runs after make test: another numeric setup, every cell twice, stray settings, real servers, an MLflow upgrade
+test-hold: test-numeric test-twice test-stray-env test-external test-upgrade test-kept ## The slow proofs CI runs after make test: another numeric setup, every cell twice, stray settings, real servers, an MLflow upgrade, a presenter's kept servers
 
 test-unit: setup ## Run the unit tests only
 	$(BIN)/pytest -n 2 --dist loadfile tests
@@ -50,6 +50,9 @@ test-stray-env: setup ## Run notebooks 01 and 05 under strict nbval with every s
 
 test-upgrade: setup ## Upgrade local and team stores written by an older MLflow (builds it in .old-mlflow/ once; minutes)
 	MLFLOW_SERIES_UPGRADE=1 $(BIN)/pytest -n 2 --dist load tests/upgrade
+
+test-kept: setup ## Start the servers as a presenter does (make server, make remote-up), then run notebooks 02-05 on them under strict nbval
+	MLFLOW_SERIES_KEPT=1 $(BIN)/pytest tests/kept
 
 test-external: setup ## Run notebooks 02-05 against mlflow servers started outside the helpers (plain, basic auth); fails on any error
 	MLFLOW_SERIES_EXTERNAL=1 $(BIN)/pytest -n 2 --dist loadgroup tests/external

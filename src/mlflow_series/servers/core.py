@@ -48,9 +48,18 @@ PORTS = {
     "serve": 5056,
 }
 #: The workspace each setup uses when none is given: the notebook that introduces it.
+#: Where a presenter's servers live when started beforehand from a shell (`make server`,
+#: `make remote-up`): outside every notebook's workspace, so fresh_workspace keeps them, and each
+#: notebook of that setup reuses them (Stack.kept).
+KEPT_WORKSPACE = "presenter"
+KEPT_SETUPS = ("local", "remote")
+KEPT_START_HINT = {"local": "`make server`", "remote": "`make remote-up`"}
+KEPT_STOP_HINT = {"local": "`make server-down`", "remote": "`make remote-down`"}
+
+#: The workspace of a setup started or stopped without naming one (the shell's `make` targets).
 DEFAULT_WORKSPACES = {
-    "local": "02_tracking_server",
-    "remote": "03_remote_style_server",
+    "local": KEPT_WORKSPACE,
+    "remote": KEPT_WORKSPACE,
     "auth": "06_beyond_the_limits",
     "serve": "04_models",
     "ui": "01_local_tracking",
@@ -92,6 +101,9 @@ class Stack:
     info: dict[str, str] = field(default_factory=dict)
     external: bool = False
     reused: bool = False
+    #: A presenter's server started beforehand (`make server`, `make remote-up`) that a notebook
+    #: reuses: stop() leaves it running for the next notebook.
+    kept: bool = False
 
     @property
     def processes(self) -> list[psutil.Process]:
@@ -113,10 +125,20 @@ class Stack:
         """True if every server process of the setup is alive."""
         return self.external or all(_process(pid) for pid in self.pids.values())
 
-    def stop(self) -> None:
-        """Stop every process of the setup and wait for them; safe to call twice."""
-        if not self.external:
-            stop(self.setup, self.folder.parent)
+    def stop(self) -> str:
+        """Stop every process of the setup and wait for them; safe to call twice.
+
+        A real server (MLFLOW_SERIES_TRACKING_URI) and a presenter's kept server are left running.
+
+        Returns:
+            what happened, in words, for a notebook to print.
+        """
+        if self.external:
+            return f"left running: the server named by {config.REMOTE_URI_VAR}"
+        if self.kept:
+            return f"left running: started beforehand ({KEPT_STOP_HINT[self.setup]} stops it)"
+        stop(self.setup, self.folder.parent)
+        return "stopped"
 
     def __enter__(self) -> Stack:
         return self
@@ -135,6 +157,8 @@ class Stack:
         if self.external:
             return f"Using the server named by {config.REMOTE_URI_VAR}: {self.tracking_uri}"
         state = "reused (already running)" if self.reused else "started"
+        if self.kept:
+            state = f"reused (started beforehand with {KEPT_START_HINT[self.setup]})"
         where = "URL" if self.setup == "serve" else "MLflow UI and tracking URI"
         lines = [f"{title}: {state}", f"  {where}: {self.ui_url}"]
         if self.ui_url != self.tracking_uri and self.setup != "serve":  # e.g. in a codespace
@@ -405,10 +429,34 @@ def _mlflow_server(
     return url
 
 
+def _kept(setup: str, workspace: str | Path | None) -> Stack | None:
+    """A presenter's server of this setup, started beforehand, if one runs and the caller is a
+    notebook's workspace; the notebook's own experiments and registered models on it are cleared
+    first, so its outputs are those of a fresh server (see servers.kept)."""
+    if setup not in KEPT_SETUPS or workspace is None:
+        return None
+    folder = _folder(workspace, setup)
+    kept_folder = _folder(KEPT_WORKSPACE, setup)
+    if folder == kept_folder or (stack := running(setup, KEPT_WORKSPACE)) is None:
+        return None
+    from mlflow_series.servers.kept import clear_notebook  # imports mlflow: only when needed
+
+    stack.kept = True
+    # Once per fresh workspace: a second start in the same session (e.g. notebook 03 restarting
+    # its stack to show the data stays) must find the runs it made.
+    marker = folder / "kept-server.json"
+    if (_read_json(marker) or {}).get("tracking_uri") != stack.tracking_uri:
+        clear_notebook(stack.tracking_uri, folder.parent.name)
+        _write_json(marker, {"tracking_uri": stack.tracking_uri, "cleared": True})
+    return stack
+
+
 def _start(setup: str, workspace: str | Path | None, watch: bool, body: Any) -> Stack:
-    """Common frame of every start: external server, reuse, launch, clean up on failure."""
+    """Common frame of every start: external server, kept server, reuse, launch, clean up."""
     # The model server and notebook 01's UI are always local, even with a real tracking server.
     if setup not in ("serve", "ui") and (stack := _external(setup)) is not None:
+        return stack
+    if (stack := _kept(setup, workspace)) is not None:
         return stack
     if (stack := running(setup, workspace)) is not None:
         return stack
