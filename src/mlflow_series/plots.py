@@ -245,3 +245,119 @@ def learning_curve(curve: dict[int, float], metric: str = "val_rmse") -> Figure:
     if _is_dollars(metric):
         ax.yaxis.set_major_formatter(DOLLAR_FORMAT)
     return figure
+
+
+def version_rmse(
+    rmse: pd.Series, champion: int | str, verdicts: dict[str, str] | None = None
+) -> Figure:
+    """Bars of each registered version's test RMSE, the version `champion` points at highlighted.
+
+    Args:
+        rmse: test RMSE in dollars, indexed by version number (int or str, e.g. from a gate's runs).
+        champion: the version the `champion` alias points at; it must be in `rmse`.
+        verdicts: {version: the gate's verdict ("promoted", "rejected")}, written under the
+            bar's value; versions without one get none.
+    """
+    if rmse.empty:
+        raise ValueError("no versions: the rmse Series is empty")
+    values = rmse.rename(index=str)
+    values = values[sorted(values.index, key=_level_order)]  # v2 before v10
+    champion, verdicts = str(champion), {str(k): v for k, v in (verdicts or {}).items()}
+    if champion not in values.index:
+        raise ValueError(f"champion {champion!r} is not among the versions {list(values.index)}")
+    colors = ["tab:orange" if version == champion else "tab:gray" for version in values.index]
+    figure, (ax,) = _figure()
+    bars = ax.bar([f"v{version}" for version in values.index], values.to_numpy(), color=colors)
+    labels = [
+        "\n".join(filter(None, [_dollars(value), verdicts.get(version)]))
+        for version, value in values.items()
+    ]
+    ax.bar_label(bars, labels=labels, padding=3)
+    ax.bar_label(
+        bars,
+        labels=["champion" if v == champion else "" for v in values.index],
+        label_type="center",
+        color="white",
+        fontweight="bold",
+    )
+    ax.set(xlabel="Registered version", ylabel="Test RMSE", title="Each version's test RMSE")
+    ax.yaxis.set_major_formatter(DOLLAR_FORMAT)
+    ax.margins(y=0.3)
+    return figure
+
+
+def _search_panel(ax: Axes, values: pd.Series, y: np.ndarray, best: int) -> None:
+    """One panel of search_grid: the metric against one hyperparameter's values, evenly spaced."""
+    levels = sorted(values.astype(str).unique(), key=_level_order)
+    positions = np.array([levels.index(value) for value in values.astype(str)], dtype=float)
+    ax.scatter(positions, y, s=70, alpha=0.7, label="one trial")
+    best_style = {"s": 300, "facecolors": "none", "edgecolors": "red", "linewidths": 2.5}
+    ax.scatter(positions[best], y[best], label="best trial", **best_style)
+    ax.set_xticks(range(len(levels)), levels)
+    ax.set_xlim(-0.5, len(levels) - 0.5)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def search_grid(df: pd.DataFrame, params: Sequence[str], metric: str, ncols: int = 2) -> Figure:
+    """A hyperparameter search at a glance, in a grid readable on a projector (2 x 2 for four).
+
+    One panel per hyperparameter: the metric of every trial against the values tried for that
+    hyperparameter (evenly spaced, as in a grid), the best trial circled in red; the panels share
+    the metric's axis. `df` is `mlflow.search_runs`' frame ("params." and "metrics." columns work).
+    """
+    if df.empty or not params or ncols < 1:
+        raise ValueError("need a non-empty data frame of runs, a parameter and ncols >= 1")
+    metric_col = _column(df, metric, ["metrics."])
+    y = pd.to_numeric(df[metric_col], errors="coerce").to_numpy(dtype=float)
+    if np.isnan(y).all():
+        raise ValueError(f"column {metric_col!r} has no numeric values")
+    name = metric_col.removeprefix("metrics.")
+    higher_is_better = name.lower().endswith("r2")
+    best = int(np.nanargmax(y) if higher_is_better else np.nanargmin(y))
+    nrows = -(-len(params) // ncols)
+    _enable_notebook_display()
+    figure = Figure(figsize=(6.0 * ncols, 4.2 * nrows + 0.6), layout="constrained")
+    axes = list(figure.subplots(nrows, ncols, sharey=True, squeeze=False).ravel())
+    for ax in axes[len(params) :]:
+        figure.delaxes(ax)  # an odd number of hyperparameters leaves a cell empty
+    for index, (ax, param) in enumerate(zip(axes, params, strict=False)):
+        _search_panel(ax, df[_column(df, param, ["params."])], y, best)
+        ax.set_xlabel(param.removeprefix("params."))
+        if index % ncols == 0:
+            ax.set_ylabel(name)
+        if _is_dollars(metric_col):
+            ax.yaxis.set_major_formatter(DOLLAR_FORMAT)
+    axes[0].legend(loc="best")
+    better = "higher" if higher_is_better else "lower"
+    figure.suptitle(f"{name} of {len(df)} trials ({better} is better)")
+    return figure
+
+
+def psi_by_feature(
+    report: pd.DataFrame, watch: float = 0.1, alert: float = 0.25, top: int | None = 12
+) -> Figure:
+    """Horizontal bars of each feature's PSI (largest on top), with the watch and alert levels.
+
+    Args:
+        report: `monitoring.drift_report`'s frame (its "feature" and "psi" columns).
+        watch, alert: the PSI levels drawn as vertical lines (`monitoring.PSI_WATCH`,
+            `monitoring.PSI_ALERT`); a bar at or above `alert` is red, at or above `watch` orange.
+        top: how many features to show, the largest PSIs; None for all.
+    """
+    if report.empty or not {"feature", "psi"} <= set(report.columns):
+        raise ValueError("need a non-empty drift report with 'feature' and 'psi' columns")
+    if not 0 < watch < alert:
+        raise ValueError(f"need 0 < watch < alert, got watch={watch}, alert={alert}")
+    ordered = report.sort_values(["psi", "feature"], ascending=[False, True], kind="stable")
+    shown = ordered.head(top) if top else ordered
+    psi = shown["psi"].to_numpy(dtype=float)[::-1]  # barh draws bottom-up: largest on top
+    colors = ["tab:red" if v >= alert else "tab:orange" if v >= watch else "tab:blue" for v in psi]
+    figure, (ax,) = _figure(figsize=(8.0, 0.38 * len(shown) + 1.8))
+    ax.barh([str(name) for name in shown["feature"]][::-1], psi, color=colors)
+    ax.axvline(watch, color="tab:orange", linestyle="--", linewidth=2, label=f"watch ({watch:g})")
+    ax.axvline(alert, color="tab:red", linestyle="--", linewidth=2, label=f"alert ({alert:g})")
+    ax.set_xlim(0, max(alert * 1.25, float(np.nanmax(psi)) * 1.1))
+    of = f" (top {len(shown)} of {len(report)})" if len(shown) < len(report) else ""
+    ax.set(xlabel="PSI (0 = same distribution)", title=f"Drift per feature{of}")
+    ax.legend(loc="lower right")
+    return figure
