@@ -28,16 +28,25 @@ TIMEOUT = 900
 
 
 @pytest.fixture
-def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A workspace root of this test's own: the kept servers and the notebooks' workspaces."""
-    path = tmp_path / "workspaces"
-    path.mkdir()
-    monkeypatch.setenv(config.WORKSPACE_VAR, str(path))
+def root(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The workspace root the notebooks use by default: their committed outputs show its paths.
+
+    Raises (fails the test) if a presenter's servers already run there: the test stops them at
+    the end, and a rehearsal's must not be stopped under a presenter.
+    """
+    monkeypatch.delenv(config.REMOTE_URI_VAR, raising=False)
+    path = config.workspace_root()
+    for setup in core.KEPT_SETUPS:
+        if core.running(setup, core.KEPT_WORKSPACE) is not None:
+            pytest.fail(
+                f"a presenter's {setup} server runs in {path / core.KEPT_WORKSPACE}: stop it "
+                "first (make server-down, make remote-down), then run make test-kept again"
+            )
     return path
 
 
 def make(*args: str) -> str:
-    """Run a make target as a presenter would, in this test's workspace root; its output."""
+    """Run a make target as a presenter would; its output."""
     result = subprocess.run(
         ["make", "--no-print-directory", *args],
         cwd=config.REPO_ROOT,
