@@ -94,3 +94,12 @@ def test_a_notebook_leaves_the_kept_server_running(root, kept):
 def test_the_kept_server_is_not_reused_for_its_own_workspace(root, kept):
     stack = servers.start_local(None)  # `make server` a second time
     assert stack.reused and not stack.kept
+
+
+def test_a_workspace_elsewhere_starts_its_own_server(root, kept, tmp_path):
+    stack = servers.start_local(tmp_path / "elsewhere")  # e.g. a test's own workspace
+    try:
+        assert not stack.kept and not stack.reused
+        assert stack.tracking_uri != kept[1].tracking_uri
+    finally:
+        stack.stop()

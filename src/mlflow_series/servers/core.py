@@ -29,6 +29,7 @@ from mlflow_series.servers.process import (
     group_members,
     listener_is_ours,
     log_tail,
+    require_process_groups,
     server_env,
     stop_group,
 )
@@ -340,9 +341,11 @@ class _Launcher:
 
     def done(self, tracking_uri: str, ui_url: str, health_url: str) -> Stack:
         """Record the setup as ready; the UI URL is the one a browser opens (in a codespace,
-        the forwarded one)."""
+        the forwarded one; under JupyterHub, Binder or JupyterLab, the Jupyter server's proxy URL,
+        except for a model server, which is called from the kernel)."""
         port = urlsplit(ui_url).port
-        ui_url = browser_url(ui_url, port) if port else ui_url
+        proxied = self.state["setup"] != "serve"
+        ui_url = browser_url(ui_url, port, proxied) if port else ui_url
         if self.state.get("extra_hosts"):
             self.state["info"]["also answers as"] = ", ".join(self.state["extra_hosts"])
         self.state.update(tracking_uri=tracking_uri, ui_url=ui_url, health_url=health_url)
@@ -437,7 +440,10 @@ def _kept(setup: str, workspace: str | Path | None) -> Stack | None:
         return None
     folder = _folder(workspace, setup)
     kept_folder = _folder(KEPT_WORKSPACE, setup)
-    if folder == kept_folder or (stack := running(setup, KEPT_WORKSPACE)) is None:
+    # only the notebooks' workspaces, beside the kept one (not a folder elsewhere, e.g. a test's)
+    if folder.parent.parent != kept_folder.parent.parent or folder == kept_folder:
+        return None
+    if (stack := running(setup, KEPT_WORKSPACE)) is None:
         return None
     from mlflow_series.servers.kept import clear_notebook  # imports mlflow: only when needed
 
@@ -456,6 +462,7 @@ def _start(setup: str, workspace: str | Path | None, watch: bool, body: Any) -> 
     # The model server and notebook 01's UI are always local, even with a real tracking server.
     if setup not in ("serve", "ui") and (stack := _external(setup)) is not None:
         return stack
+    require_process_groups()  # native Windows: a clear error naming WSL2 and Codespaces
     if (stack := _kept(setup, workspace)) is not None:
         return stack
     if (stack := running(setup, workspace)) is not None:

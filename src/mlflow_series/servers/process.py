@@ -30,6 +30,33 @@ class ServerError(RuntimeError):
     """A setup could not be started, reached or stopped; the message says why and what to do."""
 
 
+#: What a laptop without POSIX process groups (native Windows) can do instead.
+WINDOWS_ROUTES = (
+    "On Windows, follow the series in WSL2 (Ubuntu: the README's section \"Windows, step by "
+    'step") or in GitHub Codespaces (a browser and a GitHub account), or read along on the '
+    "series' website (every notebook with its outputs)."
+)
+
+
+def has_process_groups() -> bool:
+    """True on Linux and macOS: the helpers start each server in a process group of its own and
+    stop the whole group. Native Windows has no such groups (no os.killpg, os.getpgid)."""
+    return all(hasattr(os, name) for name in ("killpg", "getpgid", "setsid"))
+
+
+def require_process_groups() -> None:
+    """Refuse to start a server, with the routes to take, where POSIX process groups are missing.
+
+    Raises:
+        ServerError: on native Windows, naming WSL2 and GitHub Codespaces.
+    """
+    if not has_process_groups():
+        raise ServerError(
+            "The series' servers need POSIX process groups (Linux, macOS), which native Windows "
+            f"does not have, so no server was started. {WINDOWS_ROUTES}"
+        )
+
+
 _CHILDREN: dict[int, subprocess.Popen] = {}
 _WATCHDOGS: list[subprocess.Popen] = []
 
