@@ -1,6 +1,7 @@
 """Measure the series' MLflow setups on this machine and print one markdown table.
 
     .venv/bin/python scripts/bench.py        # what `make bench` runs (about 4-5 minutes)
+    .venv/bin/python scripts/bench.py --startup 3   # server start-up only, 3 times each
 
 What it measures, each in a throwaway workspace, tuned (the helper in mlflow_series.servers)
 and with MLflow's defaults side by side:
@@ -15,12 +16,16 @@ and with MLflow's defaults side by side:
 - logging 100 runs (5 params and 3 metrics each) one call per value, batched
   (log_params/log_metrics), and with MLflow's asynchronous logging (`synchronous=False`).
 
+With `--startup N` it measures only how long each server takes to answer, N times each, and
+prints the range: on a busy machine the lowest value is the closest to a quiet one.
+
 Progress goes to stderr as each result comes in; the table goes to stdout and to
 bench-results/bench.md. Everything started is stopped, even on errors or Ctrl-C.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -436,7 +441,67 @@ Plain async logging is slow for many short runs: ending a run waits for the logg
 polls its queue once a second; with a buffering interval set, ending a run does not wait."""
 
 
-def main() -> int:
+def startup(ws: Path, results: dict, repeat: int) -> None:
+    """Only the ready times: the tuned local and remote setups and a local server with MLflow's
+    defaults, each on a fresh and then an existing workspace, `repeat` times (lists of seconds)."""
+    import mlflow  # noqa: F401  (imported once, before any timing)
+
+    def add(key: tuple[str, str, str], seconds: float) -> None:
+        results.setdefault(key, []).append(seconds)
+        progress(f"{key[1]} {key[2]}, {key[0].removeprefix('ready-')} workspace: {seconds:.1f} s")
+
+    for attempt in range(repeat):
+        folder = ws / f"startup-{attempt}"
+        for setup, start in (("local", servers.start_local), ("remote", servers.start_remote)):
+            for kind in ("fresh", "existing"):
+                stack, seconds = measure_stack(lambda start=start, folder=folder: start(folder))
+                stack.stop()
+                add((f"ready-{kind}", setup, "tuned"), seconds)
+        defaults = folder / "defaults-local"
+        defaults.mkdir()
+        for kind in ("fresh", "existing"):
+            server = DefaultServer(
+                f"sqlite:///{defaults / 'mlflow.db'}",
+                str(defaults / "artifacts"),
+                defaults,
+                defaults / "mlflow.log",
+                servers.server_env(),
+            )
+            try:
+                add((f"ready-{kind}", "local", "defaults"), server.wait_ready())
+            finally:
+                server.stop()
+
+
+def fmt_range(seconds: list[float] | None) -> str:
+    if not seconds:
+        return "—"
+    low, high = min(seconds), max(seconds)
+    return f"{low:.1f}-{high:.1f} s ({len(seconds)} runs)" if len(seconds) > 1 else fmt_s(low)
+
+
+def startup_table(results: dict) -> str:
+    rows = [
+        "| Server ready | Setup | Helper (tuned) | MLflow defaults |",
+        "|---|---|---|---|",
+    ]
+    for setup, label in (("local", "local (SQLite)"), ("remote", "remote (PostgreSQL + S3)")):
+        for kind in ("fresh", "existing"):
+            tuned = results.get((f"ready-{kind}", setup, "tuned"))
+            default = results.get((f"ready-{kind}", setup, "defaults"))
+            rows.append(
+                f"| {kind} workspace | {label} | {fmt_range(tuned)} | "
+                f"{fmt_range(default) if setup == 'local' else ''} |"
+            )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--startup", type=int, metavar="N", help="measure only server start-up, N times each"
+    )
+    args = parser.parse_args(argv)
     config.apply_quiet_env()
     # keep off the default ports: a developer's servers may hold them
     taken: set[int] = set()
@@ -453,14 +518,18 @@ def main() -> int:
         progress("warning: the machine is busy; timings will be slower and noisier than usual")
     failed = None
     try:
-        bench(ws, results)
+        if args.startup:
+            startup(ws, results, args.startup)
+        else:
+            bench(ws, results)
     except (Exception, KeyboardInterrupt) as exc:  # still print what was measured
         failed = exc
         progress(f"stopped early: {type(exc).__name__}: {exc}")
     finally:
-        for setup in ("local", "remote"):
-            with contextlib.suppress(Exception):
-                servers.reset(setup, ws / "tuned")
+        for folder in [ws / "tuned", *ws.glob("startup-*")]:
+            for setup in ("local", "remote"):
+                with contextlib.suppress(Exception):
+                    servers.reset(setup, folder)
         shutil.rmtree(ws, ignore_errors=True)
     import mlflow
 
@@ -470,6 +539,10 @@ def main() -> int:
         f"{os.getloadavg()[0]:.1f} at the end; {time.strftime('%Y-%m-%d')}, "
         f"{time.monotonic() - started:.0f} s in all."
     )
+    if args.startup:
+        text = f"{caption}\n\n{startup_table(results)}\n"
+        print(text)
+        return 1 if failed else 0
     text = f"{caption}\n\n{table(results)}\n\n{NOTES}\n"
     print(text)
     RESULTS.parent.mkdir(exist_ok=True)
