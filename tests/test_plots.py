@@ -117,8 +117,8 @@ def test_compare_runs_errors(runs: pd.DataFrame) -> None:
         plots.compare_runs(runs.iloc[:0], "rmse", "tags.mlflow.runName")
 
 
-def test_search_results(runs: pd.DataFrame) -> None:
-    figure = plots.search_results(runs, ["learning_rate", "params.max_depth"], "rmse")
+def test_search_grid(runs: pd.DataFrame) -> None:
+    figure = plots.search_grid(runs, ["learning_rate", "params.max_depth"], "rmse")
     assert len(figure.axes) == 2
     rate, depth = figure.axes
     assert (rate.get_xlabel(), depth.get_xlabel(), rate.get_ylabel()) == (
@@ -126,23 +126,24 @@ def test_search_results(runs: pd.DataFrame) -> None:
         "max_depth",
         "rmse",
     )
-    assert rate.get_xscale() == "log"  # 0.01 to 1.0
+    # one position per value, numbers in numeric order first
+    assert [t.get_text() for t in rate.get_xticklabels()] == ["0.01", "0.1", "0.3", "1.0"]
     assert [t.get_text() for t in depth.get_xticklabels()] == ["3", "10", "None"]
     best = rate.collections[1].get_offsets()
-    assert np.allclose(best, [[0.3, 22_900.0]])  # lowest rmse
+    assert np.allclose(best, [[2, 22_900.0]])  # lowest rmse, at learning_rate 0.3
     assert tick_text(rate.yaxis, 24_000) == "$24k"
-    assert figure.get_suptitle() == "rmse of 4 runs"
+    assert figure.get_suptitle() == "rmse of 4 trials (lower is better)"
     assert rendered(figure).startswith(b"\x89PNG")
 
 
-def test_search_results_best_r2_is_highest(runs: pd.DataFrame) -> None:
-    figure = plots.search_results(runs, ["learning_rate"], "metrics.r2")
-    assert np.allclose(figure.axes[0].collections[1].get_offsets(), [[0.3, 0.91]])
+def test_search_grid_best_r2_is_highest(runs: pd.DataFrame) -> None:
+    figure = plots.search_grid(runs, ["learning_rate"], "metrics.r2")
+    assert np.allclose(figure.axes[0].collections[1].get_offsets(), [[2, 0.91]])  # at 0.3
 
 
 def test_no_figure_is_left_in_pyplot(runs: pd.DataFrame) -> None:
     plots.predicted_vs_actual(ACTUAL, PREDICTED)
-    plots.search_results(runs, ["learning_rate"], "rmse")
+    plots.search_grid(runs, ["learning_rate"], "rmse")
     assert Gcf.get_num_fig_managers() == 0
 
 

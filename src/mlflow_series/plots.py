@@ -187,44 +187,6 @@ def _level_order(level: str) -> tuple[bool, float, str]:
         return (True, 0.0, level)
 
 
-def _plot_param(ax: Axes, x: pd.Series, y: np.ndarray, best: int) -> None:
-    """One panel of search_results: the metric against one parameter, best run highlighted."""
-    numeric = pd.to_numeric(x, errors="coerce")
-    if numeric.notna().all():
-        positions = numeric.to_numpy(dtype=float)
-        if positions.min() > 0 and positions.max() / positions.min() >= 50:
-            ax.set_xscale("log")
-    else:  # a categorical parameter: one position per value, in sorted order
-        levels = sorted(x.astype(str).unique(), key=_level_order)
-        positions = np.array([levels.index(v) for v in x.astype(str)], dtype=float)
-        ax.set_xticks(range(len(levels)), levels)
-    ax.scatter(positions, y, s=20, alpha=0.7)
-    ax.scatter(positions[best], y[best], s=80, facecolors="none", edgecolors="red", label="best")
-
-
-def search_results(df: pd.DataFrame, params: list[str], metric: str) -> Figure:
-    """One panel per hyperparameter: the metric of each run against that parameter's value."""
-    if df.empty or not params:
-        raise ValueError("need a non-empty data frame of runs and at least one parameter")
-    metric_col = _column(df, metric, ["metrics."])
-    y = pd.to_numeric(df[metric_col], errors="coerce").to_numpy(dtype=float)
-    if np.isnan(y).all():
-        raise ValueError(f"column {metric_col!r} has no numeric values")
-    lower_is_better = not metric_col.lower().endswith("r2")
-    best = int(np.nanargmin(y) if lower_is_better else np.nanargmax(y))
-    figure, axes = _figure(len(params), figsize=(3.0 * len(params) + 1.0, 3.5), sharey=True)
-    for ax, param in zip(axes, params, strict=True):
-        _plot_param(ax, df[_column(df, param, ["params."])], y, best)
-        ax.set_xlabel(param.removeprefix("params."))
-    axes[0].set_ylabel(metric_col.removeprefix("metrics."))
-    axes[0].legend(loc="best")
-    if _is_dollars(metric_col):
-        for ax in axes:
-            ax.yaxis.set_major_formatter(DOLLAR_FORMAT)
-    figure.suptitle(f"{metric_col.removeprefix('metrics.')} of {len(df)} runs")
-    return figure
-
-
 def learning_curve(curve: dict[int, float], metric: str = "val_rmse") -> Figure:
     """A model's learning curve: the metric (e.g. the validation RMSE) after each number of trees.
 
