@@ -185,3 +185,19 @@ def test_report_rejects_an_empty_frame(frames) -> None:
     reference, current = frames
     with pytest.raises(ValueError, match="actual is empty"):
         monitoring.drift_report(reference, current.iloc[:0])
+
+
+def test_rule_of_thumb_levels_and_a_stricter_choice(frames) -> None:
+    # the levels most often cited: 0.1 worth watching, 0.25 a significant shift
+    assert (monitoring.PSI_WATCH, monitoring.PSI_ALERT) == (0.1, 0.25)
+    reference, current = frames
+    report = monitoring.drift_report(reference, current, columns=["style"])
+    assert report["psi"].iloc[0] < monitoring.PSI_WATCH
+    # a PSI between 0.2 and 0.25: flagged only by a team that alerts from 0.2
+    moved = pd.Series(["Normal"] * 58 + ["Partial"] * 42)
+    base = pd.Series(["Normal"] * 80 + ["Partial"] * 20)
+    psi = monitoring.population_stability_index(base, moved)
+    assert 0.2 < psi < monitoring.PSI_ALERT
+    pair = (pd.DataFrame({"sale": base}), pd.DataFrame({"sale": moved}))
+    assert not monitoring.drift_report(*pair)["drifted"].iloc[0]
+    assert monitoring.drift_report(*pair, threshold=0.2)["drifted"].iloc[0]

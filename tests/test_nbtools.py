@@ -141,10 +141,15 @@ def test_notebook_has_exercises_with_collapsed_solutions(path: Path):
     nb = nbformat.read(path, as_version=4)
     assert any(c.source.startswith("## Exercises") for c in nb.cells)
     solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
-    assert 2 <= len(solutions) <= 3
+    assert 2 <= len(solutions) <= 4
     for cell in solutions:
         assert cell.cell_type == "code" and cell.source.startswith("# Solution")
-        assert cell.metadata.get("jupyter", {}).get("source_hidden") is True
+        folded = cell.metadata.get("jupyter", {})
+        assert folded.get("source_hidden") is True and folded.get("outputs_hidden") is True
+    # at least one task is done in the MLflow UI, not only in code
+    start = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## Exercises"))
+    tasks = [c.source for c in nb.cells[start:] if c.cell_type == "markdown"]
+    assert any("UI" in task for task in tasks), "no exercise uses the MLflow UI"
 
 
 def _twice(tmp_path: Path, *sources: str) -> list[str]:

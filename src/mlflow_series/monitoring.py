@@ -5,9 +5,10 @@ The population stability index (PSI) compares the distribution of one feature in
 
     PSI = sum over bins of (current share - reference share) * ln(current share / reference share)
 
-It is 0 for identical distributions and grows with the shift. A common rule of thumb, used by
-credit-risk teams for decades: below 0.1 no real change, 0.1-0.2 worth watching, above 0.2 a
-significant shift (`PSI_WATCH`, `PSI_ALERT`). It is a convention, not a statistical test.
+It is 0 for identical distributions and grows with the shift. The rule of thumb most often cited,
+from credit scoring: below 0.1 no real change, 0.1-0.25 worth watching, above 0.25 a significant
+shift (`PSI_WATCH`, `PSI_ALERT`). Some teams alert from 0.2 already, a stricter choice: pass
+`threshold=0.2` to `drift_report`. It is a convention, not a statistical test.
 
 Numeric features are cut at the quantiles of the reference sample (deciles by default); the outer
 bins are open, so values outside the reference range still count. Categorical features get one
@@ -25,9 +26,10 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.stats import ks_2samp
 
-#: Rule-of-thumb PSI levels: above PSI_WATCH worth a look, above PSI_ALERT a significant shift.
+#: Rule-of-thumb PSI levels, the ones most often cited: above PSI_WATCH worth a look, above
+#: PSI_ALERT a significant shift (0.2 is a stricter alert level some teams choose).
 PSI_WATCH = 0.1
-PSI_ALERT = 0.2
+PSI_ALERT = 0.25
 #: Smallest share a bin may have: an empty bin would otherwise make the PSI infinite.
 EPSILON = 1e-4
 #: The label of missing values when a categorical feature is binned.
