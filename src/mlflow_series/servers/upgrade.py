@@ -233,8 +233,8 @@ def schema_refusal(setup: str, folder: Path, log: Path, offset: int = 0) -> Serv
         return ServerError(
             f"The {store} was written by a newer MLflow than the installed {version}: its schema "
             f"revision {found} is unknown to MLflow {version}. Nothing was deleted. Fix: install "
-            "that newer MLflow again (requirements.txt, then `make setup`), or restore a backup "
-            "of the store taken before it was upgraded."
+            "that newer MLflow again (requirements.txt, then `make lock` and `make setup`), or "
+            "restore a backup of the store taken before it was upgraded."
         )
     return ServerError(
         f"The {store} was made by an older MLflow: MLflow {version} needs schema revision "
@@ -316,7 +316,8 @@ def _upgrade_store(setup: str, uri: str, store: str, backup_to: Any, folder: Pat
         raise ServerError(
             f"The {store} has schema revision {before}, which MLflow {version} does not know: it "
             "was written by a newer MLflow. Nothing was changed. Fix: install that MLflow again "
-            "(requirements.txt, then `make setup`), or restore a backup taken before."
+            "(requirements.txt, then `make lock` and `make setup`), or restore a backup taken "
+            "before."
         )
     if before == head:
         return UpgradeReport(setup, store, before, head)
