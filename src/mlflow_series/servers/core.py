@@ -438,10 +438,13 @@ def _kept(setup: str, workspace: str | Path | None) -> Stack | None:
     first, so its outputs are those of a fresh server (see servers.kept)."""
     if setup not in KEPT_SETUPS or workspace is None:
         return None
+    root = config.workspace_root()
+    kept_folder = root / KEPT_WORKSPACE / setup  # not _folder: a start must not create it
+    if not _state_file(kept_folder).exists():
+        return None
     folder = _folder(workspace, setup)
-    kept_folder = _folder(KEPT_WORKSPACE, setup)
     # only the notebooks' workspaces, beside the kept one (not a folder elsewhere, e.g. a test's)
-    if folder.parent.parent != kept_folder.parent.parent or folder == kept_folder:
+    if folder.parent.parent != root or folder == kept_folder:
         return None
     if (stack := running(setup, KEPT_WORKSPACE)) is None:
         return None
