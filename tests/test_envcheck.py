@@ -119,18 +119,21 @@ def test_the_ports_check_passes_when_a_port_is_taken(monkeypatch):
     assert check.ok and "taken: the helpers use free ports instead" in check.detail
 
 
+#: The basic checks' lines on a laptop that passes them: no number of this machine in them.
+BASIC_LINES = [
+    "ok    Python: 3.11 or newer",
+    "ok    system: Linux or macOS (the servers run in POSIX process groups)",
+    "ok    make: installed",
+    "ok    disk: 1 GB free or more",
+    "ok    memory: 1.5 GB available or more",
+    "ok    packages: the pinned versions, installed and importable",
+    "ok    ports: free, or replaced by free ones",
+]
+
+
 def test_the_quick_report_is_the_same_on_every_laptop_that_passes():
     """What notebook 00 shows without the servers: no number of this machine in it."""
-    assert lines(envcheck.report(servers=False)) == [
-        "ok    Python: 3.11 or newer",
-        "ok    system: Linux or macOS (the servers run in POSIX process groups)",
-        "ok    make: installed",
-        "ok    disk: 1 GB free or more",
-        "ok    memory: 1.5 GB available or more",
-        "ok    packages: the pinned versions, installed and importable",
-        "ok    ports: free, or replaced by free ones",
-        "Ready: all 7 checks passed.",
-    ]
+    assert lines(envcheck.report(servers=False)) == [*BASIC_LINES, "Ready: all 7 checks passed."]
     assert list(envcheck.checks(servers=False, basics=False)) == []
 
 
@@ -180,13 +183,7 @@ def test_the_notebook_report_starts_both_servers_and_is_the_same_everywhere(
     monkeypatch.delenv(config.REMOTE_URI_VAR, raising=False)
     report = envcheck.report(workspace="envcheck")
     assert lines(report) == [
-        "ok    Python: 3.11 or newer",
-        "ok    system: Linux or macOS (the servers run in POSIX process groups)",
-        "ok    make: installed",
-        "ok    disk: 1 GB free or more",
-        "ok    memory: 1.5 GB available or more",
-        "ok    packages: the pinned versions, installed and importable",
-        "ok    ports: free, or replaced by free ones",
+        *BASIC_LINES,
         "ok    local server: a tracking server (SQLite + artifact folder) starts and stops here",
         "ok    team stack: PostgreSQL + S3 store + tracking server start and stop here",
         "Ready: all 9 checks passed.",
