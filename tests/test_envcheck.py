@@ -10,6 +10,7 @@ every laptop that passes.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -97,15 +98,31 @@ def test_the_pins_are_read_from_requirements_txt():
 
 
 def test_a_wrong_or_missing_pin_fails_and_stops_before_the_servers(monkeypatch):
+    monkeypatch.delenv(envcheck.NEWER_OK_ENV, raising=False)
     wanted = envcheck.pins() | {"mlflow": "2.0.0", "not-a-package-xyz": "1.0"}
     monkeypatch.setattr(envcheck, "pins", lambda: wanted)
     check = envcheck.check_packages()
     assert not check.ok
     assert "missing: not-a-package-xyz" in check.detail
-    assert "mlflow 3.17.2 (pinned 2.0.0)" in check.detail
+    assert f"mlflow {importlib.metadata.version('mlflow')} (pinned 2.0.0)" in check.detail
     assert "make setup" in check.fix
     names = [c.name for c in envcheck.checks(servers=True)]
     assert names[-1] == "packages"  # no port nor server check without the packages
+
+
+def test_make_test_latest_accepts_a_newer_release_and_names_it(monkeypatch):
+    """In make test-latest's venv a newer release is the point; an older one still fails."""
+    installed = importlib.metadata.version("mlflow")
+    monkeypatch.setenv(envcheck.NEWER_OK_ENV, "1")
+    monkeypatch.setattr(envcheck, "pins", lambda: {"mlflow": "2.0.0"})
+    newer = envcheck.check_packages()
+    assert newer.ok and f"newer than the pin: mlflow {installed} (pinned 2.0.0)" in newer.detail
+    monkeypatch.setattr(envcheck, "pins", lambda: {"mlflow": "99.0"})
+    older = envcheck.check_packages()
+    assert not older.ok and f"mlflow {installed} (pinned 99.0)" in older.detail
+    monkeypatch.delenv(envcheck.NEWER_OK_ENV)
+    monkeypatch.setattr(envcheck, "pins", lambda: {"mlflow": "2.0.0"})
+    assert not envcheck.check_packages().ok
 
 
 def test_the_ports_check_passes_when_a_port_is_taken(monkeypatch):
