@@ -1,28 +1,48 @@
-"""What notebook 02 states or relies on: the databases MLflow accepts as a backend store, the tuned
-gradient-boosting model it carries through the series, and its search figure in a 2 x 2 grid."""
+"""What notebook 02 states or relies on: the databases MLflow accepts as a backend store, its seeded
+Optuna search, the system metrics of its parent run, the tuned gradient-boosting model it carries
+through the series, and its search figure in a 2 x 2 grid."""
 
 from __future__ import annotations
 
 import io
+import time
+import warnings
+from typing import Any
 
-from mlflow_series import modeling, plots
+from mlflow_series import config, modeling, plots
 
 import mlflow
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 from matplotlib._pylab_helpers import Gcf
 from mlflow.store.db.db_types import DATABASE_ENGINES
-from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils.uri import extract_db_type_from_uri
 
-#: The search space of notebook 02 (its cell "The search space: 4 hyperparameters").
+#: SQLAlchemy 2.1 warns about a loader strategy of MLflow's own store code when that code is first
+#: imported (here, not in a notebook: the tracking server imports it); not what these tests check.
+SQLALCHEMY_NOLOAD = pytest.mark.filterwarnings(
+    "ignore:The ``noload`` loader strategy:DeprecationWarning"
+)
+
+#: The values of notebook 02's search space (its cell `def suggest`), in the order suggested.
 SPACE = {
     "learning_rate": [0.03, 0.05, 0.1, 0.2],
     "max_iter": [100, 200, 300],
     "max_leaf_nodes": [7, 15, 31],
     "l2_regularization": [0.0, 1.0, 10.0],
 }
+
+
+def suggest(trial: optuna.Trial) -> dict[str, Any]:
+    """Notebook 02's search space, as its cell `def suggest` writes it."""
+    return {
+        "learning_rate": trial.suggest_categorical("learning_rate", [0.03, 0.05, 0.1, 0.2]),
+        "max_iter": trial.suggest_categorical("max_iter", [100, 200, 300]),
+        "max_leaf_nodes": trial.suggest_categorical("max_leaf_nodes", [7, 15, 31]),
+        "l2_regularization": trial.suggest_categorical("l2_regularization", [0.0, 1.0, 10.0]),
+    }
 
 
 # --------------------------------------------------------------------------- backend stores
@@ -45,12 +65,15 @@ def test_the_four_dialects_pass_the_backend_store_check(uri: str):
     assert extract_db_type_from_uri(uri) == uri.split(":")[0].split("+")[0]
 
 
+@SQLALCHEMY_NOLOAD
 @pytest.mark.parametrize(
     "uri",
     ["oracle://mlflow@db.example.com/mlflow", "duckdb:///mlflow.duckdb", "cockroachdb://db/mlflow"],
 )
 def test_another_sqlalchemy_dialect_is_refused(uri: str, tmp_path):
     """Notebook 02 shows the Oracle case: the store refuses before it connects to anything."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
     dialect = uri.split(":")[0]
     with pytest.raises(mlflow.MlflowException) as raised:
         SqlAlchemyStore(uri, default_artifact_root=str(tmp_path))
@@ -59,6 +82,70 @@ def test_another_sqlalchemy_dialect_is_refused(uri: str, tmp_path):
         "Supported database engines are postgresql, mysql, sqlite, mssql"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- the Optuna search
+
+
+def steps_from_tuned(trial: optuna.Trial) -> int:
+    """A cheap stand-in for a fit: how many grid steps the values are from the tuned ones."""
+    tuned = modeling.TUNED_GRADIENT_BOOSTING
+    return sum(
+        abs(SPACE[name].index(value) - SPACE[name].index(tuned[name]))
+        for name, value in suggest(trial).items()
+    )
+
+
+def seeded_study(n_trials: int) -> optuna.Study:
+    """The study of notebook 02's search cell, on the stand-in objective."""
+    sampler = optuna.samplers.TPESampler(seed=config.SEED, n_startup_trials=5)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.optimize(steps_from_tuned, n_trials=n_trials)
+    return study
+
+
+@pytest.fixture
+def quiet_optuna():
+    """Optuna's verbosity as notebook 02 sets it (WARNING), restored afterwards."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    yield
+    optuna.logging.set_verbosity(before)
+
+
+def test_a_seeded_tpe_study_repeats_its_trials_and_warns_about_nothing(quiet_optuna):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an ExperimentalWarning (or any other) fails the test
+        first, second = seeded_study(16), seeded_study(16)
+    assert [t.params for t in first.trials] == [t.params for t in second.trials]
+    for trial in first.trials:
+        assert list(trial.params) == list(SPACE)  # the order of the notebook's table and figure
+        for name, value in trial.params.items():
+            assert value in SPACE[name], (name, value)
+
+
+@SQLALCHEMY_NOLOAD
+def test_the_parent_runs_system_metrics_are_the_names_notebook_02_shows(tmp_path, monkeypatch):
+    # what mlflow.set_system_metrics_sampling_interval(...) sets, undone after the test
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run(log_system_metrics=True) as run:
+            time.sleep(1.0)  # a few samples; a run shorter than one interval logs none
+        metrics = mlflow.get_run(run.info.run_id).data.metrics
+    finally:
+        mlflow.set_tracking_uri(before)
+    assert sorted(key for key in metrics if key.startswith("system/")) == [
+        "system/cpu_utilization_percentage",
+        "system/disk_available_megabytes",
+        "system/disk_usage_megabytes",
+        "system/disk_usage_percentage",
+        "system/network_receive_megabytes",
+        "system/network_transmit_megabytes",
+        "system/system_memory_usage_megabytes",
+        "system/system_memory_usage_percentage",
+    ]
 
 
 # --------------------------------------------------------------------------- the tuned model
