@@ -4,6 +4,7 @@
   a change in a boolean column, or in a string column holding a missing value, leaves it as it
   was; the series' own `data_digest` tag sees both.
 - The basic-auth app's permission levels and resource types, and the routes it leaves open.
+- The basic-auth app refuses a password under 12 characters, for a new user and a changed one.
 - A run's `mlflow.user` is whatever the client sends.
 - `plots.psi_by_feature`: the PSI per feature with the watch and alert levels.
 """
@@ -19,6 +20,7 @@ import mlflow
 import pandas as pd
 import pytest
 from matplotlib.colors import to_hex
+from mlflow.exceptions import MlflowException
 from mlflow.tracking.context.default_context import DefaultRunContext
 
 # MLflow 3.17's digest calls a pandas method with an argument pandas 4 will refuse (a deprecation
@@ -135,6 +137,22 @@ def test_permission_levels_and_resource_types(auth_app) -> None:
 def test_routes_open_without_a_login(auth_app, path: str, open_: bool) -> None:
     auth, _ = auth_app
     assert auth.is_unprotected_route(path) is open_
+
+
+# MLflow's migrations of the users' database use an Alembic setting Alembic now deprecates
+@pytest.mark.filterwarnings("ignore:No path_separator found in configuration")
+def test_passwords_need_12_characters(auth_app, tmp_path) -> None:
+    """What the notebook's short-password cell shows, on the auth app's own store."""
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore()
+    store.init_db(f"sqlite:///{tmp_path / 'basic_auth.db'}")
+    with pytest.raises(MlflowException, match="at least 12 characters"):
+        store.create_user("guest", "short-pw")  # 8 characters, as in the notebook
+    store.create_user("guest", "twelve-chars")  # 12 characters: accepted
+    with pytest.raises(MlflowException, match="at least 12 characters"):
+        store.update_user("guest", password="eleven-char")
+    assert store.authenticate_user("guest", "twelve-chars")
 
 
 def test_mlflow_user_is_what_the_client_sends(monkeypatch: pytest.MonkeyPatch) -> None:
