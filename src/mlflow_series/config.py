@@ -31,9 +31,16 @@ EXPERIMENTS = {
     "models": "house-prices-models",
     "registry": "house-prices-registry",
     "limits": "house-prices-limits",
+    # the catch-up notebook: its own names, so that it never touches the numbered notebooks' runs
+    # (on a presenter's kept servers, servers.kept clears every `house-prices-catch-up-...`)
+    "catch_up": "house-prices-catch-up",
+    "catch_up_search": "house-prices-catch-up-search",
+    "catch_up_team": "house-prices-catch-up-team",
 }
 #: The registered model of the case study.
 MODEL_NAME = "ames-house-prices"
+#: The catch-up notebook's registered model, apart from the numbered notebooks' MODEL_NAME.
+CATCH_UP_MODEL_NAME = "catch-up-house-prices"
 
 #: Settings that keep MLflow's output quiet and the same from run to run.
 QUIET_ENV = {

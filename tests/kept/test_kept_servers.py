@@ -1,11 +1,11 @@
 """A presenter starts the servers before the talk, and the notebooks reuse them (`make test-kept`).
 
 As docs/presenting.md says: `make server` and `make remote-up`, then the notebooks. Each notebook
-of those setups (02 and 04 on the local server, 03 and 05 on the team stack) runs under strict
-nbval against the committed outputs, twice for the two that register a model (a second session on
-the same servers), with tests/sanitize.cfg plus tests/sanitize_kept.cfg, whose three rules are the
-only differences a kept server may make. Afterwards the servers are the same processes, still
-answering.
+of those setups (02 and 04 on the local server, 03 and 05 on the team stack, the catch-up on both)
+runs under strict nbval against the committed outputs, twice for those that register a model (a
+second session on the same servers), with tests/sanitize.cfg plus tests/sanitize_kept.cfg, whose
+rules are the only differences a kept server may make. Afterwards the servers are the same
+processes, still answering.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ import pytest
 
 LOCAL = ["02_tracking_server", "04_models"]
 REMOTE = ["03_remote_style_server", "05_model_registry"]
+#: On both servers: the catch-up starts them in the background (servers.start_in_background).
+BOTH = ["catch_up"]
 #: The notebooks that register a model: run again, as a second session on the same servers.
-SECOND_SESSION = ["02_tracking_server", "05_model_registry"]
+SECOND_SESSION = ["02_tracking_server", "05_model_registry", "catch_up"]
 TIMEOUT = 900
 
 
@@ -87,7 +89,7 @@ def test_notebooks_reuse_the_servers_started_beforehand(root: Path, tmp_path: Pa
         assert "http://127.0.0.1:" in make("server")
         assert "http://127.0.0.1:" in make("remote-up")
         before = {setup: kept_pids(setup) for setup in core.KEPT_SETUPS}
-        nbval(LOCAL + REMOTE, sanitize)
+        nbval(LOCAL + REMOTE + BOTH, sanitize)
         nbval(SECOND_SESSION, sanitize)
         after = {setup: kept_pids(setup) for setup in core.KEPT_SETUPS}
         assert after == before
@@ -95,7 +97,7 @@ def test_notebooks_reuse_the_servers_started_beforehand(root: Path, tmp_path: Pa
             stack = core.running(setup, core.KEPT_WORKSPACE)
             assert stack is not None and stack.is_running(), f"the kept {setup} server stopped"
         # each notebook made its own workspace and started no server of its own there
-        for name in LOCAL + REMOTE:
+        for name in LOCAL + REMOTE + BOTH:
             assert not list((root / name).glob("*/state.json")), f"{name} started its own server"
     finally:
         make("server-down")

@@ -19,13 +19,15 @@ return that server instead.
 
 The package holds one module per concern: ``process`` (ports, process groups, logs), ``core``
 (the state file, :class:`Stack`, start/reuse/stop), one module per setup (``local``, ``team``,
-``auth``, ``serving``), ``workspace`` (fresh workspaces, reset, stop everything) and ``cli``.
+``auth``, ``serving``), ``workspace`` (fresh workspaces, reset, stop everything), ``background``
+(a start that does not block the notebook, waited for later) and ``cli``.
 The names below are the public API the notebooks and scripts call.
 """
 
 from __future__ import annotations
 
 from mlflow_series.servers.auth import admin_password, create_user, grant, start_auth
+from mlflow_series.servers.background import Starting, start_in_background
 from mlflow_series.servers.cli import START, main
 from mlflow_series.servers.core import (
     DEFAULT_WORKSPACES,
@@ -68,6 +70,7 @@ __all__ = [
     "START",
     "ServerError",
     "Stack",
+    "Starting",
     "admin_password",
     "create_user",
     "display_path",
@@ -85,6 +88,7 @@ __all__ = [
     "serve_model",
     "server_env",
     "start_auth",
+    "start_in_background",
     "start_local",
     "start_remote",
     "start_ui",

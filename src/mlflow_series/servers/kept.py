@@ -26,6 +26,8 @@ NOTEBOOK_ITEMS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "03_remote_style_server": ((config.EXPERIMENTS["team"],), ()),
     "04_models": ((config.EXPERIMENTS["models"],), ()),
     "05_model_registry": ((config.EXPERIMENTS["registry"],), (config.MODEL_NAME,)),
+    # both setups: the local server's `...-catch-up-search` and the team's `...-catch-up-team`
+    "catch_up": ((config.EXPERIMENTS["catch_up"],), (config.CATCH_UP_MODEL_NAME,)),
 }
 
 
