@@ -96,11 +96,12 @@ format: setup ## Format the code and clean the notebooks' metadata
 	$(BIN)/ruff check --fix src tests scripts site
 	$(BIN)/python -m mlflow_series.nbtools clean
 
-toc: setup ## Regenerate the notebook table (README, notebook 00), navigation links and times
+toc: setup ## Regenerate the notebook table (README, notebook 00), the paths table (README, docs/presenting.md) and path markers, navigation links, times and slide types
 	$(BIN)/python -m mlflow_series.toc
 
-slides: setup ## Build a reveal.js deck per notebook into slides/ (reveal.js loads from its CDN)
-	$(BIN)/jupyter nbconvert --log-level=ERROR --to slides --output-dir slides notebooks/[0-9][0-9]_*.ipynb
+slides: setup ## Open JupyterLab for the live slideshow (RISE, offline): in a notebook press Alt+R (View > Render as Reveal Slideshow)
+	@echo "Slideshow: open a notebook, then Alt+R (View > Render as Reveal Slideshow); cells run live in the slides."
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 screenshots: setup ## Refresh the MLflow UI screenshots in docs/images/ (needs Debian's chromium)
 	$(BIN)/python scripts/screenshots.py

@@ -87,7 +87,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args()
-    paths = args.notebooks or sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    from mlflow_series import nbtools
+
+    paths = args.notebooks or nbtools.notebooks()  # the catch-up first, then 00-06
     rows = []
     with tempfile.TemporaryDirectory(prefix="mlflow-series-memory-") as root:
         os.environ["MLFLOW_SERIES_WORKSPACE"] = root  # the kernels inherit it

@@ -21,6 +21,7 @@ SITE = REPO / "site"
 OUT = REPO / "build" / "site"
 #: What the site holds, relative to the repository (globs).
 PAGES = (
+    "notebooks/catch_up.ipynb",
     "notebooks/[0-9][0-9]_*.ipynb",
     "README.md",
     "CONTRIBUTING.md",

@@ -45,11 +45,21 @@ HEADS_UP_SECONDS = 10.0
 RERUN_TROUBLE = re.compile(r"(\w*Warning\b|\bWARNING\b|Traceback \(most recent call last\))")
 
 
-def notebooks(paths: list[str] | None = None) -> list[Path]:
-    """The notebooks named, or every numbered notebook of the series."""
+#: The 40-minute catch-up notebook: the whole story in one notebook, listed before 00.
+CATCH_UP = "catch_up.ipynb"
+
+
+def notebooks(paths: list[str] | None = None, folder: Path | None = None) -> list[Path]:
+    """The notebooks named, or every notebook of the series in `folder` (default notebooks/).
+
+    The series' order: the catch-up notebook first (when it exists), then the numbered
+    notebooks (NN_name.ipynb) in order.
+    """
     if paths:
         return [Path(p) for p in paths]
-    return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    folder = NOTEBOOK_DIR if folder is None else folder
+    catch_up = [folder / CATCH_UP] if (folder / CATCH_UP).is_file() else []
+    return catch_up + sorted(folder.glob("[0-9][0-9]_*.ipynb"))
 
 
 def clean(nb: Any) -> Any:
