@@ -226,3 +226,17 @@ def test_the_readme_team_command_serves_every_name_it_lists(tmp_path_factory):
             log.close()
     finally:
         cleanup_workspace(ws)
+
+
+def test_an_experiment_link_opens_the_training_view_under_any_base_url():
+    """The link the notebooks print: the runs table, whatever the UI's address looks like."""
+    from mlflow_series.servers.core import Stack
+
+    query = "runs?workflowType=machine_learning"
+    local = Stack("local", Path("."), "http://127.0.0.1:5000", "http://127.0.0.1:5000")
+    assert local.experiment_url("3") == f"http://127.0.0.1:5000/#/experiments/3/{query}"
+    proxied = Stack("remote", Path("."), "http://127.0.0.1:5001", "/user/ana/proxy/5001/")
+    assert proxied.experiment_url("1") == f"/user/ana/proxy/5001/#/experiments/1/{query}"
+    served = Stack("serve", Path("."), "http://127.0.0.1:5002", "http://127.0.0.1:5002")
+    with pytest.raises(ValueError, match="no MLflow UI"):
+        served.experiment_url("1")

@@ -6,11 +6,16 @@ with the alias ``champion``), then drives headless Chromium through the UI with 
 
 - the experiment's runs page lists both runs by name (and their ``val_rmse``);
 - a run page shows its metrics, and its Artifacts tab shows the logged figure;
-- the registered model's page shows the ``champion`` alias.
+- the registered model's page shows the ``champion`` alias;
+- which view a fresh browser opens an experiment in (with no logged model yet): the link the
+  notebooks print (``Stack.experiment_url``) lands on the runs table ("Model training"), while a
+  bare experiment URL opens MLflow 3.17.2's GenAI pages whatever the experiment's
+  ``mlflow.experimentKind`` tag says, until the reader picks *Model training* once.
 
 Each step saves a screenshot (1280x800) in ``workspace/screenshots/`` (ui_runs.png, ui_run.png,
-ui_figure.png, ui_model.png); ``scripts/screenshots.py`` copies them into ``docs/images/``. A
-failing step saves ``failed_<name>.png`` there instead.
+ui_figure.png, ui_model.png), to look at; the screenshots in ``docs/images/`` come from the
+notebooks' own runs instead (``make screenshots``: scripts/screenshots.py). A failing step saves
+``failed_<name>.png`` there instead.
 
 Needs Debian's Chromium (``apt-get install chromium``; Playwright cannot download its own
 browser here) and the ``playwright`` package; without either the tests are skipped. Set
@@ -42,6 +47,8 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 EXPERIMENT = "house-prices-ui"
+#: An experiment made like the notebooks' ones, with a run but no logged model yet.
+EMPTY_EXPERIMENT = "house-prices-ui-no-model"
 ALIAS = "champion"
 FIGURE = "predicted_vs_actual.png"
 VIEWPORT = {"width": 1280, "height": 800}
@@ -57,14 +64,16 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-#: Settings the UI keeps in localStorage, set before its first load: the "Model training"
-#: navigation (not the GenAI one) and the MLflow Assistant panel closed (it would take a third
-#: of the screenshots).
-UI_SETTINGS = {
-    "mlflow.workflowType_v1": '"machine_learning"',
+#: Settings the UI keeps in localStorage, set before its first load: the MLflow Assistant panel
+#: closed (it would take a third of the screenshots).
+ASSISTANT_CLOSED = {
     "mlflow.assistant.panelOpen_v1": "false",
     "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
 }
+#: ... and the "Model training" navigation (not the GenAI one): what the UI stores once a reader
+#: picks *Model training* at the top left. MLflow 3.17.2's UI decides the view from this browser
+#: setting (default: GenAI), not from the experiment's mlflow.experimentKind tag.
+UI_SETTINGS = {"mlflow.workflowType_v1": '"machine_learning"', **ASSISTANT_CLOSED}
 SCREENSHOT_NAMES = ("ui_runs.png", "ui_run.png", "ui_figure.png", "ui_model.png")
 SCREENSHOTS = config.workspace_root() / "screenshots"
 
@@ -160,7 +169,7 @@ def case_study(stack: servers.Stack) -> Iterator[dict[str, Any]]:
     mlflow.set_tracking_uri(stack.tracking_uri)
     try:
         client = MlflowClient()
-        experiment_id = client.create_experiment(EXPERIMENT)
+        experiment_id = mlflow.set_experiment(EXPERIMENT).experiment_id
         run_ids = {}
         for name, (model, params) in candidates.items():
             predicted = model.predict(split.X_val)
@@ -184,8 +193,13 @@ def case_study(stack: servers.Stack) -> Iterator[dict[str, Any]]:
             run_ids[name] = run.info.run_id
         model_version = str(info.registered_model_version)
         client.set_registered_model_alias(config.MODEL_NAME, ALIAS, model_version)
+        # an experiment with a run but no logged model yet, as at the start of a notebook
+        empty_id = mlflow.set_experiment(EMPTY_EXPERIMENT).experiment_id
+        with mlflow.start_run(run_name="first-run", tags=source):
+            mlflow.log_metric("val_rmse", 1.0)
         yield {
             "experiment_id": experiment_id,
+            "empty_experiment_id": empty_id,
             "run_ids": run_ids,
             "metrics": metrics,
             "best": best,
@@ -196,30 +210,41 @@ def case_study(stack: servers.Stack) -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def page(chromium: str, stack: servers.Stack) -> Iterator[Page]:
-    """A headless Chromium page (1280x800, fresh profile) with the UI settings applied."""
+def browser(chromium: str, stack: servers.Stack) -> Iterator[Any]:
+    """Headless Chromium; removes the screenshots of an earlier session first."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for stale in [*SCREENSHOT_NAMES, *(f"failed_{name}" for name in SCREENSHOT_NAMES)]:
         (SCREENSHOTS / stale).unlink(missing_ok=True)
     with sync_playwright() as playwright:
-        # launch() gives Chromium a new empty profile (--user-data-dir) and deletes it on close
         browser = playwright.chromium.launch(
             executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
         )
         try:
-            context = browser.new_context(
-                viewport=VIEWPORT, locale="en-US", timezone_id="UTC", color_scheme="light"
-            )
-            settings = "".join(
-                f"localStorage.setItem({key!r}, {value!r});" for key, value in UI_SETTINGS.items()
-            )
-            context.add_init_script(settings)
-            page = context.new_page()
-            page.set_default_timeout(UI_TIMEOUT)
-            page.set_default_navigation_timeout(UI_TIMEOUT)
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+def new_page(browser: Any, settings: dict[str, str]) -> Page:
+    """A page (1280x800) in a new browser context (an empty profile: no cookies, no
+    localStorage), with `settings` put in localStorage before the UI's first load."""
+    context = browser.new_context(
+        viewport=VIEWPORT, locale="en-US", timezone_id="UTC", color_scheme="light"
+    )
+    script = "".join(
+        f"localStorage.setItem({key!r}, {value!r});" for key, value in settings.items()
+    )
+    context.add_init_script(script)
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT)
+    page.set_default_navigation_timeout(UI_TIMEOUT)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any) -> Page:
+    """A page with the UI settings applied: the "Model training" view, the Assistant closed."""
+    return new_page(browser, UI_SETTINGS)
 
 
 # --------------------------------------------------------------------------- tests
@@ -279,3 +304,68 @@ def test_model_page_shows_the_alias(page: Page, stack: servers.Stack, case_study
         row = page.get_by_role("row").filter(has_text=f"Version {case_study['model_version']}")
         expect(row).to_contain_text(ALIAS, timeout=UI_TIMEOUT)
         page.screenshot(path=SCREENSHOTS / "ui_model.png")
+
+
+def runs_table(page: Page, run_name: str) -> Locator:
+    """The link to run `run_name` in the runs table, once the table shows it."""
+    return visible(page.get_by_role("link", name=run_name, exact=True))
+
+
+def dismiss_tips(page: Page) -> None:
+    """Close the GenAI pages' first-visit tip ("Detect Issues", a modal popover) if it shows."""
+    got_it = page.get_by_role("button", name="Got it", exact=True)
+    with contextlib.suppress(Exception):  # it may not show at all
+        got_it.wait_for(state="visible", timeout=10_000)
+        got_it.click()
+        expect(got_it).to_be_hidden(timeout=UI_TIMEOUT)
+
+
+def genai_pages(page: Page) -> Locator:
+    """The GenAI navigation's *Judges* link, once the GenAI pages show."""
+    return visible(page.get_by_role("link", name="Judges", exact=True).first)
+
+
+def test_the_printed_experiment_link_opens_the_runs_table(
+    browser: Any, stack: servers.Stack, case_study
+):
+    """The link the notebooks print (Stack.experiment_url) lands a first visit on the runs table.
+
+    MLflow 3.17.2's UI decides between its GenAI pages and its runs table from a browser setting
+    (its GenAI | Model training switch, default GenAI), not from the experiment: the code that
+    would read the experiment's ``mlflow.experimentKind`` tag is switched off in its bundle. A
+    bare experiment URL therefore opens the GenAI pages on a first visit, even with that tag set;
+    the printed link carries ``workflowType=machine_learning``, and picking *Model training*
+    once is remembered by the browser (what the notebooks say for pages reached by clicking).
+    If the first check fails, a newer UI decides otherwise: revisit the notebooks' advice.
+    """
+    from mlflow import MlflowClient
+
+    experiment_id = case_study["empty_experiment_id"]
+    MlflowClient(stack.tracking_uri).set_experiment_tag(
+        experiment_id, "mlflow.experimentKind", "custom_model_development"
+    )
+    bare = f"{stack.ui_url}/#/experiments/{experiment_id}"
+    page = new_page(browser, ASSISTANT_CLOSED)  # a first visit: no view picked yet
+    try:
+        with step(page, "view_bare_url.png"):
+            page.goto(bare)
+            genai_pages(page)
+            expect(page.get_by_role("link", name="first-run", exact=True)).to_have_count(0)
+    finally:
+        page.context.close()
+    page = new_page(browser, ASSISTANT_CLOSED)
+    try:
+        with step(page, "view_printed_link.png"):
+            page.goto(stack.experiment_url(experiment_id))
+            runs_table(page, "first-run")
+        with step(page, "view_switch.png"):
+            page.goto(bare)  # reached by clicking: the browser's choice decides again
+            genai_pages(page)
+            dismiss_tips(page)
+            page.get_by_text("Model training", exact=True).first.click()
+            runs_table(page, "first-run")
+            page.goto(f"{stack.ui_url}/#/experiments")
+            page.goto(bare)
+            runs_table(page, "first-run")  # remembered
+    finally:
+        page.context.close()

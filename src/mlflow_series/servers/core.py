@@ -88,6 +88,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+#: The query parameter that opens MLflow's UI (3.x) in its "Model training" view: the value the
+#: UI's own GenAI / Model training switch puts in the URL (MLflow 3.17's UI bundle).
+TRAINING_VIEW_QUERY = "workflowType=machine_learning"
+
+
 @dataclass
 class Stack:
     """A running setup: where to reach it, its processes, logs and state."""
@@ -121,6 +126,24 @@ class Stack:
                     if child.status() != psutil.STATUS_ZOMBIE:
                         procs.setdefault(child.pid, child)
         return list(procs.values())
+
+    def experiment_url(self, experiment_id: str) -> str:
+        """The UI page of one experiment's runs table, in MLflow's "Model training" view.
+
+        MLflow 3.17's UI opens every experiment in its GenAI view (traces, judges) until the
+        reader picks *Model training* at its top left, a choice each browser keeps per server
+        address (localStorage ``mlflow.workflowType_v1``); the experiment's
+        ``mlflow.experimentKind`` tag does not change that. The query parameter
+        ``workflowType=machine_learning`` opens the training view on the page it is part of, so
+        this link lands on the runs table in any browser (checked by tests/test_ui.py).
+
+        Raises:
+            ValueError: on a model server (``serve``), which has no UI.
+        """
+        if self.setup == "serve":
+            raise ValueError("a model server has no MLflow UI: use a tracking server's Stack")
+        base = self.ui_url if self.ui_url.endswith("/") else self.ui_url + "/"
+        return f"{base}#/experiments/{experiment_id}/runs?{TRAINING_VIEW_QUERY}"
 
     def is_running(self) -> bool:
         """True if every server process of the setup is alive."""
