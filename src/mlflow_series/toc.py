@@ -366,8 +366,9 @@ PATHS = (
         name="Workshop",
         covers=(
             "A 90-minute hands-on session on notebooks 01-05: where MLflow keeps runs with no"
-            " server, a run a colleague can reproduce and its artifacts, a tracking server and a search in nested runs, the team stack"
-            " (PostgreSQL + S3), what a logged model is, and the registry: versions, the"
+            " server, a run a colleague can reproduce and its artifacts, a tracking server and"
+            " a search in nested runs, the team stack (PostgreSQL + S3), what a logged model"
+            " is, and the registry: versions, the"
             " `champion` alias and the applications that load it. Attendees run every cell and"
             " do two exercises (one in code, one in the MLflow UI)."
         ),
