@@ -128,8 +128,10 @@ def test_a_seeded_tpe_study_repeats_its_trials_and_warns_about_nothing(quiet_opt
 def test_the_parent_runs_system_metrics_are_the_names_notebook_02_shows(tmp_path, monkeypatch):
     # what mlflow.set_system_metrics_sampling_interval(...) sets, undone after the test
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # set_tracking_uri writes it: undone after
     before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(uri)
     try:
         with mlflow.start_run(log_system_metrics=True) as run:
             time.sleep(1.0)  # a few samples; a run shorter than one interval logs none

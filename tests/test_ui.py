@@ -321,8 +321,13 @@ def dismiss_tips(page: Page) -> None:
 
 
 def genai_pages(page: Page) -> Locator:
-    """The GenAI navigation's *Judges* link, once the GenAI pages show."""
-    return visible(page.get_by_role("link", name="Judges", exact=True).first)
+    """The GenAI navigation's *Judges* link, once the GenAI pages show.
+
+    Found even while the first-visit tip (a modal popover) hides the rest of the page from the
+    accessibility tree: it may open at any moment after the page loads.
+    """
+    judges = page.get_by_role("link", name="Judges", exact=True, include_hidden=True)
+    return visible(judges.first)
 
 
 def test_the_printed_experiment_link_opens_the_runs_table(
