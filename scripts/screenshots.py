@@ -36,6 +36,16 @@ from typing import Any
 
 from mlflow_series import config
 
+# the browser settings of the UI test, so the screenshots show the UI as the test checks it
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from test_ui import (  # noqa: E402
+    CHROMIUM_FLAGS,
+    UI_SETTINGS,
+    UI_TIMEOUT,
+    VIEWPORT,
+    find_chromium,
+)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 DOCS_IMAGES = REPO_ROOT / "docs" / "images"
@@ -44,24 +54,6 @@ ROOT_NAME = "screenshots-series"
 #: The notebooks to execute, in order: each reuses the servers started beforehand.
 RUN = ("02_tracking_server.ipynb", "03_remote_style_server.ipynb", "05_model_registry.ipynb")
 NOTEBOOK_TIMEOUT = 600  # seconds per cell, generous on a busy machine
-VIEWPORT = {"width": 1280, "height": 800}
-UI_TIMEOUT = 60_000  # milliseconds to wait for anything in the UI
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-#: localStorage before the UI's first load: the "Model training" view (what the UI stores once a
-#: reader picks it at the top left) and the MLflow Assistant panel closed.
-UI_SETTINGS = {
-    "mlflow.workflowType_v1": '"machine_learning"',
-    "mlflow.assistant.panelOpen_v1": "false",
-    "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
-}
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -73,13 +65,6 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", header[16:24])
 
 
-def find_chromium() -> str | None:
-    """The Chromium binary: $CHROMIUM, else chromium (Debian) or chromium-browser on the PATH."""
-    if os.environ.get("CHROMIUM"):
-        return shutil.which(os.environ["CHROMIUM"])
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def servers_cli(*args: str) -> None:
     """`python -m mlflow_series.servers ...` in this script's workspace root (os.environ)."""
     cmd = [sys.executable, "-m", "mlflow_series.servers", *args]
@@ -89,18 +74,14 @@ def servers_cli(*args: str) -> None:
 
 def execute(path: Path) -> None:
     """Execute a notebook from a fresh kernel in its folder, in memory (the file is unchanged)."""
+    from mlflow_series import nbtools
+
     import nbformat
-    from nbclient import NotebookClient
 
     started = time.monotonic()
     print(f"executing {path.relative_to(REPO_ROOT)} ...", flush=True)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=NOTEBOOK_TIMEOUT,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )
+    client = nbtools.notebook_client(nb, path, NOTEBOOK_TIMEOUT)
     try:
         client.execute()
     except Exception as error:

@@ -295,7 +295,7 @@ def execute_notebook(path: Path) -> dict[str, Any]:
     committed = nbformat.read(path, as_version=4)
     # The workspace is .latest/workspace here: read it as the committed outputs' workspace/.
     rules = [(re.compile(r"\.latest/workspace\b"), "workspace"), *sanitize_rules()]
-    client = nbtools._client(nb, path, CELL_TIMEOUT)
+    client = nbtools.notebook_client(nb, path, CELL_TIMEOUT)
     report: dict[str, Any] = {"problems": [], "changed": []}
     with client.setup_kernel():
         for number, (index, cell) in enumerate(nbtools._code_cells(nb), start=1):

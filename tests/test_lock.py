@@ -17,12 +17,17 @@ import pytest
 LOCK_SCRIPT = config.REPO_ROOT / "scripts" / "lock.py"
 
 
-@pytest.fixture(scope="module")
-def lock() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lock", LOCK_SCRIPT)
+def load_script(name: str, path: Path) -> ModuleType:
+    """A script of scripts/ imported as module `name` (they are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def lock() -> ModuleType:
+    return load_script("lock", LOCK_SCRIPT)
 
 
 @pytest.fixture()
@@ -127,10 +132,7 @@ LATEST_SCRIPT = config.REPO_ROOT / "scripts" / "test_latest.py"
 
 @pytest.fixture(scope="module")
 def latest() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("test_latest_script", LATEST_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("test_latest_script", LATEST_SCRIPT)
 
 
 def test_latest_stays_out_of_ci_and_make_test() -> None:

@@ -159,7 +159,7 @@ def _cell_seconds(cell: Any) -> float | None:
     return (parse(end) - parse(start)).total_seconds()
 
 
-def _client(nb: Any, path: Path, timeout: int) -> Any:
+def notebook_client(nb: Any, path: Path, timeout: int) -> Any:
     """An nbclient NotebookClient on the `python3` kernel, working in the notebook's folder."""
     from nbclient import NotebookClient
 
@@ -175,7 +175,7 @@ def run(path: Path, timeout: int = 300) -> dict[str, Any]:
     """Execute a notebook from a fresh kernel in its folder, save it clean; returns its timings."""
     nb = nbformat.read(path, as_version=4)
     started = time.monotonic()
-    _client(nb, path, timeout).execute()
+    notebook_client(nb, path, timeout).execute()
     cells = [_cell_seconds(c) for c in nb.cells if c.cell_type == "code" and c.source.strip()]
     timings = {
         "total_s": round(time.monotonic() - started, 1),
@@ -235,7 +235,7 @@ def run_twice(path: Path, timeout: int = 300) -> list[str]:
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = nbformat.read(path, as_version=4)
-    client = _client(nb, path, timeout)
+    client = notebook_client(nb, path, timeout)
     found: list[str] = []
     with client.setup_kernel():
         for number, (index, cell) in enumerate(_code_cells(nb), start=1):

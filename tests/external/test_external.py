@@ -19,12 +19,11 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from mlflow_series import config
+from mlflow_series import config, nbtools
 
 import nbformat
 import pytest
 import requests
-from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 NOTEBOOKS = ["02_tracking_server", "03_remote_style_server", "04_models", "05_model_registry"]
@@ -93,12 +92,7 @@ def first_error(cell: Any) -> str | None:
 def execute(path: Path, timeout: int = CELL_TIMEOUT) -> str | None:
     """Run a notebook in a fresh kernel in its folder, cell by cell; the first problem, or None."""
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(path.parent)}},
-    )
+    client = nbtools.notebook_client(nb, path, timeout)
     code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
     with client.setup_kernel():
         for number, (index, cell) in enumerate(code, start=1):
